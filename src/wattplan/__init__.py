@@ -1,0 +1,43 @@
+"""wattplan: load-shifting optimization for households on dynamic electricity tariffs.
+
+The optimizer names are imported eagerly (the core has no I/O dependencies); the
+edges (Nomos client, sandbox, auth, planner) are imported on first use, so that
+``import wattplan`` stays light and ``wattplan.optimizer`` never loads httpx or
+APScheduler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from wattplan import exceptions
+from wattplan.exceptions import *  # noqa: F403
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily, see __getattr__)
+_LAZY: dict[str, str] = {
+    "Settings": "wattplan.settings",
+}
+
+__all__ = sorted(
+    [
+        *exceptions.__all__,
+        *_LAZY,
+        "__version__",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wattplan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,266 @@
+"""The whole wattplan exception tree.
+
+Every error that wattplan raises on purpose is a :class:`WattplanError`. Foreign errors
+(httpx, SQLAlchemy, PuLP, pydantic) are wrapped with ``raise ... from exc`` so that the
+cause stays visible in the traceback, but callers only ever need to catch ours.
+
+``transient`` tells a caller whether trying the same thing again later may succeed
+(a timeout, a 503, a rate limit) or not (bad input, a revoked grant).
+
+::
+
+    WattplanError
+    ├── ConfigurationError            settings missing or invalid (e.g. no encryption key)
+    ├── ScenarioError                 invalid scenario input; names the key and the reason
+    │   └── PriceDataError            prices missing, with holes, or not covering the horizon
+    ├── OptimizationError             the solver failed (not: the plan has a shortfall)
+    │   └── SolverTimeoutError        no solution within the time limit   [transient]
+    ├── NomosError                    anything about the Nomos API
+    │   ├── TransportError            connection failed or timed out      [transient]
+    │   ├── MalformedResponseError    body not JSON, wrong content type, truncated, schema off
+    │   ├── PricesNotPublishedError   the requested day's prices are not out yet  [transient]
+    │   └── NomosAPIError             the API answered with an error body {code, message, requestId}
+    │       ├── BadRequestError       400 / 422
+    │       ├── UnauthorizedError     401
+    │       ├── ForbiddenError        403
+    │       ├── NotFoundError         404
+    │       ├── RateLimitedError      429 (retry_after_s)                 [transient]
+    │       └── ServerError           5xx                                 [transient]
+    ├── AuthError                     anything about OAuth and stored grants
+    │   ├── OAuthError                an RFC 6749 error answer (error, error_description)
+    │   │   ├── AccessDeniedError     the customer said no on the consent page
+    │   │   └── InvalidGrantError     code or refresh token rejected
+    │   ├── StateMismatchError        callback state unknown, replayed or expired
+    │   ├── ReauthorizationRequiredError   the grant is dead: send the customer to consent again
+    │   ├── GrantNotFoundError        no stored grant for this client and customer
+    │   └── TokenVaultError           the token store failed (database, decryption)
+    └── PlannerError                  the planner process (store, sinks, scheduling)
+        └── AccessError               a caller may not see or change this customer's data
+
+Messages never contain secrets: no tokens, codes, verifiers or client secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "AccessError",
+    "AuthError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ForbiddenError",
+    "GrantNotFoundError",
+    "InvalidGrantError",
+    "MalformedResponseError",
+    "NomosAPIError",
+    "NomosError",
+    "NotFoundError",
+    "OAuthError",
+    "OptimizationError",
+    "PlannerError",
+    "PriceDataError",
+    "PricesNotPublishedError",
+    "RateLimitedError",
+    "ReauthorizationRequiredError",
+    "ScenarioError",
+    "ServerError",
+    "SolverTimeoutError",
+    "StateMismatchError",
+    "TokenVaultError",
+    "TransportError",
+    "UnauthorizedError",
+    "WattplanError",
+]
+
+
+class WattplanError(Exception):
+    """Base class of every error wattplan raises on purpose."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if transient is not None:
+            self.transient = transient
+
+
+class ConfigurationError(WattplanError):
+    """A setting is missing or invalid."""
+
+
+class ScenarioError(WattplanError, ValueError):
+    """A scenario (or a value passed to the optimizer) is invalid.
+
+    ``key`` is the dotted path of the offending key (``devices[0].capacity_kwh``) and
+    ``reason`` says what is wrong with it. ``errors`` lists every problem found, as
+    ``(key, reason)`` pairs, when validation found more than one.
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        key: str = "",
+        reason: str = "",
+        errors: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.key = key
+        self.reason = reason
+        self.errors = errors if errors is not None else ([(key, reason)] if key else [])
+        if message is None:
+            message = f"{key}: {reason}" if key else reason
+        super().__init__(message)
+
+
+class PriceDataError(ScenarioError):
+    """Prices are missing, have holes, are not tz-aware or do not cover the horizon."""
+
+
+class OptimizationError(WattplanError):
+    """The solver failed to produce a plan (a shortfall is not an error: see Plan.status)."""
+
+
+class SolverTimeoutError(OptimizationError):
+    """The solver found no feasible solution within its time limit."""
+
+    transient = True
+
+
+class NomosError(WattplanError):
+    """Anything that went wrong talking to the Nomos API (or the sandbox)."""
+
+
+class TransportError(NomosError):
+    """The connection failed or timed out; no usable answer arrived."""
+
+    transient = True
+
+
+class MalformedResponseError(NomosError):
+    """The answer could not be parsed: not JSON, wrong content type, truncated or off-schema."""
+
+
+class PricesNotPublishedError(NomosError):
+    """The requested day's prices are not published yet (day-ahead prices appear ~14:20 CET)."""
+
+    transient = True
+
+
+class NomosAPIError(NomosError):
+    """The API answered with an error body ``{code, message, requestId, docs, errors}``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        docs: str | None = None,
+        errors: list[dict[str, object]] | None = None,
+        transient: bool | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+        self.docs = docs
+        self.errors = errors or []
+        detail = f"{status_code} {code or 'ERROR'}: {message}"
+        if request_id:
+            detail += f" (requestId {request_id})"
+        super().__init__(detail, transient=transient)
+
+
+class BadRequestError(NomosAPIError):
+    """400 or 422: the request was rejected as invalid."""
+
+
+class UnauthorizedError(NomosAPIError):
+    """401: missing, expired or revoked credentials."""
+
+
+class ForbiddenError(NomosAPIError):
+    """403: the credentials may not do this (e.g. a write with a read-only customer token)."""
+
+
+class NotFoundError(NomosAPIError):
+    """404: no such resource (or not visible to these credentials)."""
+
+
+class RateLimitedError(NomosAPIError):
+    """429: too many requests; ``retry_after_s`` says how long the server asked us to wait."""
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class ServerError(NomosAPIError):
+    """5xx: the server failed."""
+
+    transient = True
+
+
+class AuthError(WattplanError):
+    """Anything about OAuth, consent and stored grants."""
+
+
+class OAuthError(AuthError):
+    """An RFC 6749 error answer: ``error`` code and optional ``error_description``."""
+
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        *,
+        status_code: int | None = None,
+        transient: bool | None = None,
+    ) -> None:
+        self.error = error
+        self.description = description
+        self.status_code = status_code
+        msg = error if not description else f"{error}: {description}"
+        super().__init__(msg, transient=transient)
+
+
+class AccessDeniedError(OAuthError):
+    """The customer denied consent (``error=access_denied`` at the callback)."""
+
+
+class InvalidGrantError(OAuthError):
+    """The authorization code or refresh token was rejected (``invalid_grant``)."""
+
+
+class StateMismatchError(AuthError):
+    """The callback's ``state`` is unknown, was already used, or has expired."""
+
+
+class ReauthorizationRequiredError(AuthError):
+    """The grant can no longer be refreshed: the customer must consent again.
+
+    Nothing is deleted; the grant is marked ``reauthorization_required``.
+    """
+
+    def __init__(self, message: str, *, client_id: str = "", customer_id: str = "") -> None:
+        self.client_id = client_id
+        self.customer_id = customer_id
+        super().__init__(message)
+
+
+class GrantNotFoundError(AuthError):
+    """No grant is stored for this client and customer."""
+
+
+class TokenVaultError(AuthError):
+    """The token store failed (database error, undecryptable row, wrong key)."""
+
+
+class PlannerError(WattplanError):
+    """Something in the planner process failed (store, sinks, scheduling)."""
+
+
+class AccessError(PlannerError):
+    """The caller may not read or change this customer's data."""

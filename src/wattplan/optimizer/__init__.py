@@ -1,0 +1,1 @@
+"""The pure optimization core: scenario model, devices, LP building, solving, Plan."""
