@@ -95,7 +95,9 @@ def ensure_services() -> None:
             )
     if not _port_open(1883) and shutil.which("mosquitto"):
         conf = "/etc/mosquitto/mosquitto.conf"
-        subprocess.run(["mosquitto", "-d", *(["-c", conf] if Path(conf).exists() else [])], check=False)
+        subprocess.run(
+            ["mosquitto", "-d", *(["-c", conf] if Path(conf).exists() else [])], check=False
+        )
     for port, name in ((5432, "PostgreSQL"), (1883, "Mosquitto")):
         say(f"{name} on 127.0.0.1:{port}: {'up' if _port_open(port) else 'DOWN'}")
 
