@@ -1,0 +1,762 @@
+"""The token vault: one row per grant, keyed by (client_id, customer_id), in SQLAlchemy.
+
+SQLite (one file, created on first use) by default; PostgreSQL by URL. Access and refresh
+tokens are encrypted at rest with :class:`~wattplan.auth.TokenCipher`. Every row carries
+a ``version`` that grows by one with each new token pair (compare-and-swap), a ``status``
+(:class:`GrantStatus`) and, while a refresh is under way, a *refresh in flight* marker
+(``refresh_attempt`` and ``refresh_lease_until``).
+
+The marker is what makes refreshes single-flight across threads and processes *and*
+crash-safe. It is claimed and cleared under a row lock (``SELECT … FOR UPDATE`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and committed before the refresh request is
+sent, so it outlives a crash. Whoever finds a marker whose lease has run out knows that
+an earlier refresh died between sending and committing: the server may already have
+rotated the refresh token we hold, so the grant is marked ``reauthorization_required``
+instead of being refreshed again with a token that may be dead (which strict servers
+punish by revoking the whole grant).
+
+The table and column layout is private; use the methods.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from wattplan.auth._crypto import TokenCipher
+from wattplan.auth._flow import Token
+from wattplan.exceptions import (
+    GrantNotFoundError,
+    ReauthorizationRequiredError,
+    StateMismatchError,
+    TokenVaultError,
+)
+from wattplan.settings import Settings
+
+__all__ = [
+    "AuthorizationSession",
+    "Grant",
+    "GrantKind",
+    "GrantStatus",
+    "RefreshClaim",
+    "TokenVault",
+]
+
+logger = logging.getLogger(__name__)
+
+_SQLITE_BEGIN = "wattplan_sqlite_begin"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive: they were stored as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+class GrantStatus(enum.StrEnum):
+    """Where a grant stands."""
+
+    ACTIVE = "active"
+    """Usable: tokens present, refreshable."""
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    """Dead: the customer must consent again (tokens are kept, nothing is deleted)."""
+    REVOKED = "revoked"
+    """Disconnected on purpose (by the vendor or the customer); tokens are wiped."""
+
+
+class GrantKind(enum.StrEnum):
+    """How the grant's tokens were obtained."""
+
+    AUTHORIZATION_CODE = "authorization_code"
+    """A customer's consent (refreshable with a rotating refresh token)."""
+    CLIENT_CREDENTIALS = "client_credentials"
+    """The organisation's own token (no refresh token; a new one is simply requested)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One stored grant. ``token`` is decrypted (its secrets never show in ``repr``).
+
+    ``expires_at`` is the access token's expiry (tz-aware UTC, ``None`` if unknown);
+    ``version`` grows by one with every new token pair; ``refresh_in_flight`` is true while
+    a refresh holds the marker.
+    """
+
+    client_id: str
+    customer_id: str
+    kind: GrantKind
+    status: GrantStatus
+    token: Token | None
+    version: int
+    scope: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    reauthorization_reason: str | None = None
+    refresh_in_flight: bool = False
+
+
+@dataclass(frozen=True)
+class RefreshClaim:
+    """The answer of :meth:`TokenVault.claim_refresh`.
+
+    ``outcome`` is ``"claimed"`` (the caller now holds the marker and must refresh, then
+    :meth:`~TokenVault.complete_refresh` or :meth:`~TokenVault.abandon_refresh`),
+    ``"fresh"`` (no refresh needed: use ``grant.token``) or ``"busy"`` (another refresh
+    holds the marker until ``busy_until``: wait and ask again).
+    """
+
+    outcome: str
+    grant: Grant
+    busy_until: datetime | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class AuthorizationSession:
+    """A pending authorization: what ``/connect`` stored under a one-time ``state``."""
+
+    client_id: str
+    customer_id: str
+    redirect_uri: str
+    code_verifier: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthorizationSession(client_id={self.client_id!r}, "
+            f"customer_id={self.customer_id!r}, expires_at={self.expires_at!r})"
+        )
+
+
+def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
+    tz = sa.DateTime(timezone=True)
+    grants = sa.Table(
+        f"{prefix}grants",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("client_id", sa.String(255), nullable=False),
+        sa.Column("customer_id", sa.String(255), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("access_token_enc", sa.Text, nullable=True),
+        sa.Column("refresh_token_enc", sa.Text, nullable=True),
+        sa.Column("token_type", sa.String(32), nullable=False, default="Bearer"),
+        sa.Column("expires_at", tz, nullable=True),
+        sa.Column("scope", sa.Text, nullable=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("refresh_attempt", sa.String(64), nullable=True),
+        sa.Column("refresh_lease_until", tz, nullable=True),
+        sa.Column("reauthorization_reason", sa.Text, nullable=True),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+        sa.UniqueConstraint("client_id", "customer_id", name=f"{prefix}grants_key"),
+    )
+    sessions = sa.Table(
+        f"{prefix}auth_sessions",
+        metadata,
+        sa.Column("state_hash", sa.String(64), primary_key=True),
+        sa.Column("client_id", sa.String(255), nullable=False),
+        sa.Column("customer_id", sa.String(255), nullable=False),
+        sa.Column("redirect_uri", sa.Text, nullable=False),
+        sa.Column("verifier_enc", sa.Text, nullable=False),
+        sa.Column("binding_hash", sa.String(64), nullable=True),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("expires_at", tz, nullable=False),
+        sa.Column("used_at", tz, nullable=True),
+    )
+    return grants, sessions
+
+
+class TokenVault:
+    """Encrypted storage of many customers' grants, with the row locking refreshes need.
+
+    Parameters
+    ----------
+    url:
+        SQLAlchemy URL (``sqlite:///path.sqlite3``, ``postgresql+psycopg://…``) or an
+        existing :class:`~sqlalchemy.engine.Engine`. A SQLite file and its folder are
+        created on first use.
+    cipher:
+        Encrypts the tokens; see :meth:`TokenCipher.from_settings`.
+    table_prefix:
+        Prefix of the two table names (``<prefix>grants``, ``<prefix>auth_sessions``).
+    clock:
+        Returns the current tz-aware time; injected for tests.
+    """
+
+    def __init__(
+        self,
+        url: str | Engine,
+        *,
+        cipher: TokenCipher,
+        table_prefix: str = "wattplan_",
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._cipher = cipher
+        self._clock = clock
+        self._owns_engine = not isinstance(url, Engine)
+        self._engine = url if isinstance(url, Engine) else _make_engine(url)
+        self._is_sqlite = self._engine.dialect.name == "sqlite"
+        if self._is_sqlite:
+            _install_sqlite_hooks(self._engine)
+        self._metadata = sa.MetaData()
+        self._grants, self._sessions = _tables(self._metadata, table_prefix)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, table_prefix: str = "wattplan_"
+    ) -> TokenVault:
+        """The vault at ``WATTPLAN_DATABASE_URL`` with the key ``WATTPLAN_ENCRYPTION_KEY``."""
+        settings = settings if settings is not None else Settings()
+        return cls(
+            settings.database_url,
+            cipher=TokenCipher.from_settings(settings),
+            table_prefix=table_prefix,
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenVault(url={self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (shared with the planner's store if it wants)."""
+        return self._engine
+
+    def now(self) -> datetime:
+        """The vault's clock (tz-aware)."""
+        return self._clock()
+
+    def close(self) -> None:
+        """Dispose of the connection pool (only if the vault created the engine)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def create_tables(self) -> None:
+        """Create the tables if they are missing (done automatically on first use)."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:  # create_all checks first: a second pass is harmless
+            for attempt in range(3):
+                try:
+                    self._metadata.create_all(self._engine, checkfirst=True)
+                    break
+                except sa.exc.DBAPIError as exc:  # a parallel process created them first
+                    if attempt == 2:
+                        raise TokenVaultError("could not create the vault's tables") from exc
+            self._schema_ready = True
+
+    def drop_tables(self) -> None:
+        """Drop the vault's tables (tests and tear-down only)."""
+        self._metadata.drop_all(self._engine, checkfirst=True)
+        self._schema_ready = False
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self.create_tables()
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise TokenVaultError(f"token vault read failed ({type(exc).__name__})") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A transaction that holds the write lock (SQLite) or may take row locks (PostgreSQL)."""
+        self.create_tables()
+        try:
+            with self._engine.connect() as conn:
+                if self._is_sqlite:
+                    conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                with conn.begin():
+                    yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise TokenVaultError(f"token vault write failed ({type(exc).__name__})") from exc
+
+    def _select_locked(self, conn: Connection, client_id: str, customer_id: str) -> Any:
+        g = self._grants
+        stmt = (
+            sa.select(g)
+            .where(g.c.client_id == client_id, g.c.customer_id == customer_id)
+            .with_for_update()
+        )
+        return conn.execute(stmt).mappings().first()
+
+    def _to_grant(self, row: Any) -> Grant:
+        token: Token | None = None
+        if row["access_token_enc"] is not None:
+            refresh = row["refresh_token_enc"]
+            token = Token(
+                access_token=SecretStr(self._cipher.decrypt(row["access_token_enc"])),
+                token_type=row["token_type"],
+                expires_at=_aware(row["expires_at"]),
+                refresh_token=SecretStr(self._cipher.decrypt(refresh)) if refresh else None,
+                scope=row["scope"],
+            )
+        created = _aware(row["created_at"])
+        updated = _aware(row["updated_at"])
+        assert created is not None
+        assert updated is not None
+        return Grant(
+            client_id=row["client_id"],
+            customer_id=row["customer_id"],
+            kind=GrantKind(row["kind"]),
+            status=GrantStatus(row["status"]),
+            token=token,
+            version=int(row["version"]),
+            scope=row["scope"],
+            expires_at=_aware(row["expires_at"]),
+            created_at=created,
+            updated_at=updated,
+            reauthorization_reason=row["reauthorization_reason"],
+            refresh_in_flight=row["refresh_attempt"] is not None,
+        )
+
+    def _token_values(self, token: Token) -> dict[str, Any]:
+        return {
+            "access_token_enc": self._cipher.encrypt(token.access_token.get_secret_value()),
+            "refresh_token_enc": (
+                self._cipher.encrypt(token.refresh_token.get_secret_value())
+                if token.refresh_token is not None
+                else None
+            ),
+            "token_type": token.token_type,
+            "expires_at": token.expires_at.astimezone(UTC) if token.expires_at else None,
+            "scope": token.scope,
+        }
+
+    # -- grants -------------------------------------------------------------------------
+
+    def save_grant(
+        self,
+        *,
+        client_id: str,
+        customer_id: str,
+        token: Token,
+        kind: GrantKind = GrantKind.AUTHORIZATION_CODE,
+    ) -> Grant:
+        """Store a fresh grant (after a consent), replacing and reactivating any old one."""
+        now = self._clock()
+        for attempt in range(2):
+            try:
+                with self._write() as conn:
+                    row = self._select_locked(conn, client_id, customer_id)
+                    values = {
+                        **self._token_values(token),
+                        "kind": kind.value,
+                        "status": GrantStatus.ACTIVE.value,
+                        "refresh_attempt": None,
+                        "refresh_lease_until": None,
+                        "reauthorization_reason": None,
+                        "updated_at": now,
+                    }
+                    g = self._grants
+                    if row is None:
+                        conn.execute(
+                            g.insert().values(
+                                client_id=client_id,
+                                customer_id=customer_id,
+                                version=1,
+                                created_at=now,
+                                **values,
+                            )
+                        )
+                    else:
+                        conn.execute(
+                            g.update()
+                            .where(g.c.id == row["id"])
+                            .values(version=row["version"] + 1, **values)
+                        )
+                break
+            except TokenVaultError as exc:
+                # two first-time saves of one key raced on PostgreSQL: the loser updates
+                if attempt == 1 or not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                    raise
+        logger.info("grant stored: client %s customer %s (%s)", client_id, customer_id, kind.value)
+        return self.get_grant(client_id=client_id, customer_id=customer_id)
+
+    def ensure_grant(self, *, client_id: str, customer_id: str, kind: GrantKind) -> Grant:
+        """The stored grant, or a new empty one (no token yet, version 0) if there is none."""
+        now = self._clock()
+        try:
+            with self._write() as conn:
+                if self._select_locked(conn, client_id, customer_id) is None:
+                    conn.execute(
+                        self._grants.insert().values(
+                            client_id=client_id,
+                            customer_id=customer_id,
+                            kind=kind.value,
+                            status=GrantStatus.ACTIVE.value,
+                            version=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+        except TokenVaultError as exc:  # created by a parallel process in the meantime
+            if not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise
+        return self.get_grant(client_id=client_id, customer_id=customer_id)
+
+    def get_grant(self, *, client_id: str, customer_id: str) -> Grant:
+        """The stored grant; :class:`GrantNotFoundError` when there is none."""
+        g = self._grants
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(g).where(g.c.client_id == client_id, g.c.customer_id == customer_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise GrantNotFoundError(
+                f"no grant stored for client {client_id!r} and customer {customer_id!r}"
+            )
+        return self._to_grant(row)
+
+    def list_grants(
+        self,
+        *,
+        client_id: str | None = None,
+        status: GrantStatus | None = None,
+        kind: GrantKind | None = None,
+    ) -> list[Grant]:
+        """Grants, optionally filtered, ordered by client and customer."""
+        g = self._grants
+        stmt = sa.select(g).order_by(g.c.client_id, g.c.customer_id)
+        if client_id is not None:
+            stmt = stmt.where(g.c.client_id == client_id)
+        if status is not None:
+            stmt = stmt.where(g.c.status == status.value)
+        if kind is not None:
+            stmt = stmt.where(g.c.kind == kind.value)
+        with self._read() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [self._to_grant(r) for r in rows]
+
+    def set_status(
+        self,
+        *,
+        client_id: str,
+        customer_id: str,
+        status: GrantStatus,
+        reason: str | None = None,
+    ) -> Grant:
+        """Change a grant's status. ``REVOKED`` wipes its tokens; nothing else deletes any."""
+        now = self._clock()
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            if row is None:
+                raise GrantNotFoundError(
+                    f"no grant stored for client {client_id!r} and customer {customer_id!r}"
+                )
+            values: dict[str, Any] = {
+                "status": status.value,
+                "reauthorization_reason": reason if status is not GrantStatus.ACTIVE else None,
+                "updated_at": now,
+            }
+            if status is GrantStatus.REVOKED:
+                values.update(access_token_enc=None, refresh_token_enc=None, expires_at=None)
+            conn.execute(self._grants.update().where(self._grants.c.id == row["id"]).values(values))
+        logger.info(
+            "grant of client %s customer %s is now %s", client_id, customer_id, status.value
+        )
+        return self.get_grant(client_id=client_id, customer_id=customer_id)
+
+    def delete_grant(self, *, client_id: str, customer_id: str) -> None:
+        """Forget a grant entirely (after revoking it at the server, if it should die there)."""
+        g = self._grants
+        with self._write() as conn:
+            conn.execute(
+                g.delete().where(g.c.client_id == client_id, g.c.customer_id == customer_id)
+            )
+
+    # -- the refresh protocol -------------------------------------------------------------
+
+    def claim_refresh(
+        self,
+        *,
+        client_id: str,
+        customer_id: str,
+        attempt_id: str,
+        lease: timedelta,
+        needs_refresh: Callable[[Grant], bool],
+        now: datetime | None = None,
+    ) -> RefreshClaim:
+        """Under the row lock: re-read, decide, and if needed claim the refresh marker.
+
+        ``needs_refresh`` is asked with the current row. When it says yes, the marker
+        (``attempt_id``, lease until ``now + lease``) is committed before this returns.
+        Raises :class:`ReauthorizationRequiredError` for a dead grant, including one whose
+        marker was left behind by an attempt that died (marked here, committed, then raised).
+        """
+        now = now if now is not None else self._clock()
+        dead_reason: str | None = None
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            if row is None:
+                raise GrantNotFoundError(
+                    f"no grant stored for client {client_id!r} and customer {customer_id!r}"
+                )
+            grant = self._to_grant(row)
+            g = self._grants
+            if grant.status is not GrantStatus.ACTIVE:
+                dead_reason = grant.reauthorization_reason or grant.status.value
+            elif row["refresh_attempt"] is not None:
+                lease_until = _aware(row["refresh_lease_until"])
+                if lease_until is not None and lease_until > now:
+                    return RefreshClaim("busy", grant, busy_until=lease_until)
+                if grant.kind is GrantKind.AUTHORIZATION_CODE:
+                    # An earlier refresh died after sending: its refresh token may be rotated.
+                    dead_reason = "refresh_interrupted"
+                    conn.execute(
+                        g.update()
+                        .where(g.c.id == row["id"])
+                        .values(
+                            status=GrantStatus.REAUTHORIZATION_REQUIRED.value,
+                            reauthorization_reason=dead_reason,
+                            refresh_lease_until=None,
+                            updated_at=now,
+                        )
+                    )
+                    logger.warning(
+                        "grant of client %s customer %s: an earlier refresh never finished; "
+                        "marked reauthorization_required",
+                        client_id,
+                        customer_id,
+                    )
+            if dead_reason is None:
+                if not needs_refresh(grant):
+                    return RefreshClaim("fresh", grant)
+                conn.execute(
+                    g.update()
+                    .where(g.c.id == row["id"])
+                    .values(refresh_attempt=attempt_id, refresh_lease_until=now + lease)
+                )
+        if dead_reason is not None:
+            raise ReauthorizationRequiredError(
+                f"the grant of client {client_id!r} for customer {customer_id!r} needs a new "
+                f"consent ({dead_reason})",
+                client_id=client_id,
+                customer_id=customer_id,
+            )
+        return RefreshClaim("claimed", grant)
+
+    def complete_refresh(
+        self, *, client_id: str, customer_id: str, attempt_id: str, token: Token
+    ) -> Grant:
+        """Under the row lock: store the new pair if ``attempt_id`` still holds the marker.
+
+        Compare-and-swap: if the marker is no longer ours (another process decided the
+        attempt was dead), nothing is written and :class:`TokenVaultError` is raised.
+        """
+        now = self._clock()
+        g = self._grants
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            if row is None or row["refresh_attempt"] != attempt_id:
+                raise TokenVaultError(
+                    f"the grant of client {client_id!r} for customer {customer_id!r} changed "
+                    "while it was being refreshed; the new tokens were not stored"
+                )
+            conn.execute(
+                g.update()
+                .where(g.c.id == row["id"], g.c.version == row["version"])
+                .values(
+                    **self._token_values(token),
+                    version=row["version"] + 1,
+                    status=GrantStatus.ACTIVE.value,
+                    reauthorization_reason=None,
+                    refresh_attempt=None,
+                    refresh_lease_until=None,
+                    updated_at=now,
+                )
+            )
+        return self.get_grant(client_id=client_id, customer_id=customer_id)
+
+    def abandon_refresh(
+        self,
+        *,
+        client_id: str,
+        customer_id: str,
+        attempt_id: str,
+        reauthorization_reason: str | None = None,
+    ) -> None:
+        """Under the row lock: drop our marker; with a reason, mark the grant dead too."""
+        now = self._clock()
+        g = self._grants
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            if row is None or row["refresh_attempt"] != attempt_id:
+                return
+            values: dict[str, Any] = {
+                "refresh_attempt": None,
+                "refresh_lease_until": None,
+                "updated_at": now,
+            }
+            if reauthorization_reason is not None:
+                values["status"] = GrantStatus.REAUTHORIZATION_REQUIRED.value
+                values["reauthorization_reason"] = reauthorization_reason
+            conn.execute(g.update().where(g.c.id == row["id"]).values(values))
+
+    # -- pending authorizations (state + PKCE verifier, kept server-side) ---------------
+
+    def create_authorization_session(
+        self,
+        *,
+        state: str,
+        client_id: str,
+        customer_id: str,
+        redirect_uri: str,
+        code_verifier: str,
+        ttl: timedelta,
+        binding: str | None = None,
+    ) -> AuthorizationSession:
+        """Store a pending authorization under a hash of its one-time ``state``.
+
+        ``binding`` (optional) ties it to one browser: the same value must be presented
+        when it is consumed (the callback app keeps it in an HttpOnly cookie).
+        """
+        now = self._clock()
+        s = self._sessions
+        with self._write() as conn:
+            # forget sessions that expired more than a day ago (used or not)
+            conn.execute(s.delete().where(s.c.expires_at < now - timedelta(days=1)))
+            conn.execute(
+                s.insert().values(
+                    state_hash=_state_hash(state),
+                    client_id=client_id,
+                    customer_id=customer_id,
+                    redirect_uri=redirect_uri,
+                    verifier_enc=self._cipher.encrypt(code_verifier),
+                    binding_hash=_state_hash(binding) if binding is not None else None,
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+        return AuthorizationSession(
+            client_id=client_id,
+            customer_id=customer_id,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+
+    def consume_authorization_session(
+        self, *, state: str, binding: str | None = None
+    ) -> AuthorizationSession:
+        """Use up a pending authorization: exactly once, unexpired, from the same browser.
+
+        Raises :class:`StateMismatchError` for an unknown, replayed, expired or
+        wrongly bound ``state`` (the message says which, never the value).
+        """
+        now = self._clock()
+        s = self._sessions
+        problem: str | None = None
+        with self._write() as conn:
+            row = (
+                conn.execute(
+                    sa.select(s).where(s.c.state_hash == _state_hash(state)).with_for_update()
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                problem = "unknown state"
+            elif row["used_at"] is not None:
+                problem = "state already used (replayed callback)"
+            else:
+                conn.execute(
+                    s.update().where(s.c.state_hash == row["state_hash"]).values(used_at=now)
+                )
+                expires = _aware(row["expires_at"])
+                assert expires is not None
+                if expires <= now:
+                    problem = "state expired"
+                elif row["binding_hash"] is not None and (
+                    binding is None or _state_hash(binding) != row["binding_hash"]
+                ):
+                    problem = "state was issued to another browser"
+        if problem is not None:
+            logger.warning("authorization callback rejected: %s", problem)
+            raise StateMismatchError(f"authorization callback rejected: {problem}")
+        assert row is not None
+        created, expires = _aware(row["created_at"]), _aware(row["expires_at"])
+        assert created is not None
+        assert expires is not None
+        return AuthorizationSession(
+            client_id=row["client_id"],
+            customer_id=row["customer_id"],
+            redirect_uri=row["redirect_uri"],
+            code_verifier=self._cipher.decrypt(row["verifier_enc"]),
+            created_at=created,
+            expires_at=expires,
+        )
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return sa.create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": 60.0},
+            pool_size=10,
+            max_overflow=60,
+            pool_timeout=120,
+        )
+    return sa.create_engine(
+        parsed, pool_pre_ping=True, pool_size=5, max_overflow=60, pool_timeout=120
+    )
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, emit BEGIN, so that BEGIN IMMEDIATE works.
+
+    The documented recipe ("Serializable isolation / Savepoints / Transactional DDL" in
+    SQLAlchemy's SQLite dialect notes): sqlite3's own implicit transactions begin late
+    and deferred, which would let two writers read the same row before either locks it.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 60000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
