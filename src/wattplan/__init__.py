@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import Any as _Any
 
-from wattplan import exceptions
+from wattplan import exceptions, optimizer
 from wattplan.exceptions import *  # noqa: F403
+from wattplan.optimizer import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(
     [
         *exceptions.__all__,
+        *optimizer.__all__,
         *_LAZY,
         "__version__",
     ]

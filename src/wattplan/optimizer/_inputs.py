@@ -1,0 +1,264 @@
+"""Turn a validated scenario (plus optional prices) into aligned numpy arrays per slot.
+
+Both the LP and the baseline simulation read these arrays, so they see exactly the same
+prices, loads, availability windows and targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wattplan.exceptions import PriceDataError, ScenarioError
+from wattplan.optimizer._scenario import (
+    EV,
+    Appliance,
+    Battery,
+    HeatPump,
+    Scenario,
+    TimeSeries,
+)
+from wattplan.optimizer._timeseries import FloatArray, SlotGrid, align_series, check_price_series
+
+__all__ = ["ApplianceIn", "BatteryIn", "EVIn", "EVSessionIn", "HeatPumpIn", "Inputs", "prepare"]
+
+
+@dataclass
+class EVSessionIn:
+    index: int
+    first: int  # first slot wholly inside [plug_in, departure)
+    last: int  # exclusive
+    required_kwh: float  # energy into the battery needed within the horizon
+    max_kwh: float  # most energy into the battery within the horizon
+    soc_kwh: float | None  # SoC at the first slot, if known
+    note: str = ""
+
+
+@dataclass
+class EVIn:
+    dev: EV
+    sessions: list[EVSessionIn]
+
+    def available(self, n: int) -> FloatArray:
+        mask = np.zeros(n)
+        for s in self.sessions:
+            mask[s.first : s.last] = 1.0
+        return mask
+
+
+@dataclass
+class BatteryIn:
+    dev: Battery
+    end_kwh: float
+
+
+@dataclass
+class HeatPumpIn:
+    dev: HeatPump
+    cop: FloatArray
+    outdoor_c: FloatArray
+    comfort_min_c: FloatArray
+    comfort_max_c: FloatArray
+    gains_kw: FloatArray
+    end_c: float
+    setpoint_c: float
+
+
+@dataclass
+class ApplianceIn:
+    dev: Appliance
+    profile_kw: FloatArray  # per slot of the grid's resolution
+    starts: list[int]  # feasible start slots
+    active: bool  # the window overlaps the horizon at all
+    note: str = ""
+
+
+@dataclass
+class Inputs:
+    scenario: Scenario
+    grid: SlotGrid
+    price: FloatArray
+    feed_in: FloatArray
+    base_load: FloatArray
+    pv: FloatArray
+    evs: list[EVIn] = field(default_factory=list)
+    batteries: list[BatteryIn] = field(default_factory=list)
+    heat_pumps: list[HeatPumpIn] = field(default_factory=list)
+    appliances: list[ApplianceIn] = field(default_factory=list)
+
+    @property
+    def dt_h(self) -> float:
+        return self.grid.dt_h
+
+
+def _series(
+    value: float | TimeSeries, grid: SlotGrid, key: str, err: type[ScenarioError]
+) -> FloatArray:
+    if isinstance(value, TimeSeries):
+        s = value.to_series()
+        if s is None:
+            assert value.values is not None
+            arr = np.asarray(value.values, dtype=np.float64) * value.scale
+            if len(arr) != grid.n:
+                raise err(
+                    key=key,
+                    reason=f"has {len(arr)} values but the horizon has {grid.n} slots "
+                    "(give 'index' for values that are not one per slot)",
+                )
+            if not np.isfinite(arr).all():
+                bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+                raise err(key=key, reason=f"value {bad} is missing or not finite")
+            return arr
+        return align_series(s, grid, key=key, error=err)
+    return align_series(float(value), grid, key=key, error=err)
+
+
+def staffell_cop(outdoor_c: FloatArray, flow_c: float) -> FloatArray:
+    """Air-source COP fit of Staffell et al. (2012), clamped to its valid 15–60 K lift."""
+    lift = np.clip(flow_c - outdoor_c, 15.0, 60.0)
+    return np.maximum(1.0, 6.81 - 0.121 * lift + 0.000630 * lift**2)
+
+
+def _prices(scenario: Scenario, prices: pd.Series | None, grid: SlotGrid) -> FloatArray:
+    if prices is not None:
+        series = check_price_series(prices, "prices")
+        return align_series(series, grid, key="prices", error=PriceDataError)
+    if scenario.prices is None:
+        raise PriceDataError(
+            key="prices", reason="no prices: give them in the scenario or as optimize(prices=...)"
+        )
+    ts = scenario.prices.to_timeseries()
+    return _series(ts, grid, "prices", PriceDataError)
+
+
+def _ev(dev: EV, i: int, grid: SlotGrid) -> EVIn:
+    sessions: list[EVSessionIn] = []
+    for j, s in enumerate(dev.sessions):
+        if s.departure <= grid.start or s.plug_in >= grid.end:
+            continue
+        first = grid.slot_of(s.plug_in, ceil=True)
+        last = grid.slot_of(s.departure, ceil=False)
+        need = s.needed_kwh()
+        note = ""
+        after_h = max(0.0, (pd.Timestamp(s.departure) - grid.end).total_seconds() / 3600.0)
+        if after_h > 0:
+            later = dev.max_power_kw * dev.efficiency * after_h
+            need_in = max(0.0, need - later)
+            note = (
+                f"departs after the horizon; {need - need_in:.1f} kWh left for after "
+                f"{grid.end.isoformat()}"
+            )
+        else:
+            need_in = need
+        if s.soc_kwh is not None and dev.capacity_kwh is not None:
+            max_kwh = max(need, dev.capacity_kwh - s.soc_kwh)
+        else:
+            max_kwh = need
+        sessions.append(
+            EVSessionIn(
+                index=j,
+                first=first,
+                last=max(first, last),
+                required_kwh=need_in,
+                max_kwh=max_kwh,
+                soc_kwh=s.soc_kwh,
+                note=note,
+            )
+        )
+    return EVIn(dev, sessions)
+
+
+def _appliance(dev: Appliance, i: int, grid: SlotGrid) -> ApplianceIn:
+    res = grid.resolution_minutes
+    step = dev.profile_minutes or res
+    prof = np.asarray(dev.profile_kw, dtype=np.float64)
+    if step != res:
+        # energy of the programme per slot, with the programme starting on a slot edge
+        total_min = len(prof) * step
+        n_slots = math.ceil(total_min / res)
+        edges = np.arange(n_slots + 1) * res
+        cum = np.concatenate(([0.0], np.cumsum(prof * step)))
+        t = np.arange(len(prof) + 1) * step
+        energy = np.diff(np.interp(np.minimum(edges, total_min), t, cum))
+        prof = energy / res
+    k = len(prof)
+    active = dev.latest_end > grid.start and dev.earliest_start < grid.end
+    lo = grid.slot_of(dev.earliest_start, ceil=True)
+    hi = grid.slot_of(dev.latest_end, ceil=False)
+    starts = list(range(lo, hi - k + 1)) if active else []
+    note = ""
+    if active and not starts:
+        note = (
+            f"its {k * res}-minute programme does not fit between earliest_start and "
+            "latest_end within the horizon"
+        )
+    return ApplianceIn(dev, prof, starts, active, note)
+
+
+def _heat_pump(dev: HeatPump, i: int, grid: SlotGrid) -> HeatPumpIn:
+    key = f"devices[{i}]"
+    outdoor = _series(dev.outdoor_c, grid, f"{key}.outdoor_c", ScenarioError)
+    if dev.cop is None:
+        cop = staffell_cop(outdoor, dev.flow_temperature_c)
+    else:
+        cop = _series(dev.cop, grid, f"{key}.cop", ScenarioError)
+        if (cop <= 0).any():
+            raise ScenarioError(key=f"{key}.cop", reason="must be positive in every slot")
+    b = dev.building
+    cmin = _series(b.comfort_min_c, grid, f"{key}.building.comfort_min_c", ScenarioError)
+    cmax = _series(b.comfort_max_c, grid, f"{key}.building.comfort_max_c", ScenarioError)
+    if (cmin > cmax + 1e-9).any():
+        at = grid.index[int(np.flatnonzero(cmin > cmax + 1e-9)[0])]
+        raise ScenarioError(
+            key=f"{key}.building.comfort_min_c",
+            reason=f"is above comfort_max_c at {at.isoformat()}",
+        )
+    gains = _series(b.gains_kw, grid, f"{key}.building.gains_kw", ScenarioError)
+    if grid.dt_h * b.heat_loss_kw_per_k / b.heat_capacity_kwh_per_k >= 1.0:
+        raise ScenarioError(
+            key=f"{key}.building.heat_capacity_kwh_per_k",
+            reason="too small for the resolution (time constant shorter than one slot)",
+        )
+    end_c = (
+        b.end_indoor_c
+        if b.end_indoor_c is not None
+        else float(np.clip(b.indoor_c, cmin[-1], cmax[-1]))
+    )
+    setpoint = (
+        b.setpoint_c if b.setpoint_c is not None else float(np.clip(b.indoor_c, cmin[0], cmax[0]))
+    )
+    return HeatPumpIn(dev, cop, outdoor, cmin, cmax, gains, end_c, setpoint)
+
+
+def prepare(scenario: Scenario, prices: pd.Series | None = None) -> Inputs:
+    """Validate the time series of ``scenario`` against its horizon and align them."""
+    grid = SlotGrid.build(scenario.start, scenario.end, scenario.resolution_minutes)
+    site = scenario.site
+    inputs = Inputs(
+        scenario=scenario,
+        grid=grid,
+        price=_prices(scenario, prices, grid),
+        feed_in=_series(site.feed_in_ct_per_kwh, grid, "site.feed_in_ct_per_kwh", ScenarioError),
+        base_load=_series(site.base_load, grid, "site.base_load", ScenarioError),
+        pv=_series(site.pv, grid, "site.pv", ScenarioError),
+    )
+    for key, arr in (("site.base_load", inputs.base_load), ("site.pv", inputs.pv)):
+        if (arr < -1e-9).any():
+            at = grid.index[int(np.flatnonzero(arr < -1e-9)[0])]
+            raise ScenarioError(key=key, reason=f"must not be negative (at {at.isoformat()})")
+    inputs.base_load = np.maximum(inputs.base_load, 0.0)
+    inputs.pv = np.maximum(inputs.pv, 0.0)
+    for i, dev in enumerate(scenario.devices):
+        if isinstance(dev, EV):
+            inputs.evs.append(_ev(dev, i, grid))
+        elif isinstance(dev, Battery):
+            end = dev.end_soc_kwh if dev.end_soc_kwh is not None else dev.soc_kwh
+            inputs.batteries.append(BatteryIn(dev, end))
+        elif isinstance(dev, HeatPump):
+            inputs.heat_pumps.append(_heat_pump(dev, i, grid))
+        else:
+            inputs.appliances.append(_appliance(dev, i, grid))
+    return inputs

@@ -1,0 +1,372 @@
+"""Build the household's linear program in PuLP (DESIGN.md §3), and read the solution back.
+
+Notation per slot t of length Δ h: import u_t (split into u_t within the limit and an
+overload o_t priced as a soft constraint), export e_t, PV used v_t, device powers, storage
+states after the slot. Binaries appear only where a feature needs them:
+
+* EV minimum power or minimum run time: an on/off binary per available slot;
+* heat-pump minimum run time: an on/off binary per slot;
+* an appliance: one binary per feasible start;
+* a battery that could profit from charging and discharging at once (import price < 0):
+  a direction binary in those slots only;
+* import and export at once (import price below the feed-in price while PV is there): a
+  direction binary in those slots only.
+
+Every comfort or energy target is soft (priced in :class:`~wattplan.Penalties`), so a
+sensible request always gets a plan, with its shortfall reported. A tiny cost on each kW of
+change between slots makes the solver prefer fewer, longer blocks among plans of equal cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+import pulp
+
+from wattplan.optimizer._inputs import ApplianceIn, BatteryIn, EVIn, HeatPumpIn, Inputs
+from wattplan.optimizer._timeseries import FloatArray
+
+__all__ = ["Model", "build_model"]
+
+# PuLP ships no type information: its variables are Any to mypy.
+Var: TypeAlias = Any
+Terms = list[tuple[Var, float]]
+LE, GE, EQ = pulp.LpConstraintLE, pulp.LpConstraintGE, pulp.LpConstraintEQ
+
+
+@dataclass
+class _EVVars:
+    spec: EVIn
+    x: dict[int, Var]
+    shortfall: dict[int, Var]  # per session index
+
+
+@dataclass
+class _BatteryVars:
+    spec: BatteryIn
+    c: list[Var]
+    d: list[Var]
+    soc: list[Var]  # after slot t
+    end_short: Var
+
+
+@dataclass
+class _HPVars:
+    spec: HeatPumpIn
+    h: list[Var]
+    theta: list[Var]  # after slot t
+    too_cold: list[Var]
+    too_warm: list[Var]
+    end_short: Var
+
+
+@dataclass
+class _ApplianceVars:
+    spec: ApplianceIn
+    y: dict[int, Var]
+    not_run: Var | None
+
+
+@dataclass
+class Model:
+    """A built model: the PuLP problem and handles on its variables."""
+
+    inputs: Inputs
+    prob: pulp.LpProblem
+    variables: list[Var]
+    u: list[Var]
+    o: list[Var]
+    e: dict[int, Var]
+    v: dict[int, Var]
+    evs: list[_EVVars] = field(default_factory=list)
+    batteries: list[_BatteryVars] = field(default_factory=list)
+    heat_pumps: list[_HPVars] = field(default_factory=list)
+    appliances: list[_ApplianceVars] = field(default_factory=list)
+    n_binaries: int = 0
+
+    @property
+    def is_mip(self) -> bool:
+        return self.n_binaries > 0
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.prob = pulp.LpProblem("wattplan", pulp.LpMinimize)
+        self.variables: list[Var] = []
+        self.objective: Terms = []
+        self.rows = 0
+        self.binaries = 0
+
+    def var(
+        self, name: str, lb: float | None = 0.0, ub: float | None = None, *, binary: bool = False
+    ) -> Var:
+        if binary:
+            v = self.prob.add_variable(name, 0, 1, cat=pulp.LpBinary)
+            self.binaries += 1
+        else:
+            v = self.prob.add_variable(name, lb, ub)
+        self.variables.append(v)
+        return v
+
+    def series(
+        self, prefix: str, n: int, lb: float | None, ub: float | Sequence[float] | None
+    ) -> list[Var]:
+        if ub is None or isinstance(ub, float | int):
+            return [self.var(f"{prefix}_{t}", lb, ub) for t in range(n)]
+        return [self.var(f"{prefix}_{t}", lb, float(ub[t])) for t in range(n)]
+
+    def row(self, terms: Terms, sense: int, rhs: float) -> None:
+        self.rows += 1
+        expr = pulp.LpAffineExpression(terms)
+        self.prob.addConstraint(pulp.LpConstraint(expr, sense, rhs=rhs), f"r{self.rows}")
+
+    def cost(self, var: Var, eur: float) -> None:
+        if eur != 0.0:
+            self.objective.append((var, eur))
+
+
+def _changes(
+    b: _Builder,
+    name: str,
+    power: dict[int, Var],
+    first: int,
+    last: int,
+    *,
+    tie_eur_per_kw: float,
+    up_eur_per_kw: float,
+) -> None:
+    """Price each kW of change of ``power`` over slots [first, last), from and to zero."""
+    for t in range(first, last + 1):
+        terms: Terms = []
+        if t < last:
+            terms.append((power[t], 1.0))
+        if t > first:
+            terms.append((power[t - 1], -1.0))
+        up = b.var(f"{name}_up_{t}")
+        dn = b.var(f"{name}_dn_{t}")
+        b.row([*terms, (up, -1.0), (dn, 1.0)], EQ, 0.0)
+        b.cost(up, tie_eur_per_kw + up_eur_per_kw)
+        b.cost(dn, tie_eur_per_kw)
+
+
+def _on_off(
+    b: _Builder,
+    name: str,
+    power: dict[int, Var],
+    slots: Sequence[tuple[int, int]],
+    *,
+    max_kw: float,
+    min_kw: float,
+    min_run_slots: int,
+    start_eur: float,
+) -> None:
+    """On/off binaries: min power when on, exact start penalty, minimum run time."""
+    for first, last in slots:
+        on = {t: b.var(f"{name}_on_{t}", binary=True) for t in range(first, last)}
+        for t in range(first, last):
+            b.row([(power[t], 1.0), (on[t], -max_kw)], LE, 0.0)
+            if min_kw > 0:
+                b.row([(power[t], 1.0), (on[t], -min_kw)], GE, 0.0)
+            if start_eur > 0 or min_run_slots > 1:
+                s = b.var(f"{name}_start_{t}", 0.0, 1.0)
+                prev: Terms = [(on[t - 1], 1.0)] if t > first else []
+                b.row([(s, 1.0), (on[t], -1.0), *prev], GE, 0.0)  # s_t ≥ on_t − on_{t−1}
+                b.cost(s, start_eur)
+                k = min(min_run_slots, last - t)
+                if k > 1:
+                    b.row([*((on[tau], 1.0) for tau in range(t, t + k)), (s, -float(k))], GE, 0.0)
+
+
+def build_model(inputs: Inputs) -> Model:
+    """Build the LP/MILP for ``inputs`` (see the module docstring for the formulation)."""
+    sc = inputs.scenario
+    pen = sc.penalties
+    n, dt = inputs.grid.n, inputs.dt_h
+    price, feed = inputs.price, inputs.feed_in
+    b = _Builder()
+    tie = pen.change_eur_per_kw
+
+    # site: import within the limit, overload (soft), export, PV used
+    u = b.series("u", n, 0.0, float(sc.site.grid_import_limit_kw))
+    o = b.series("o", n, 0.0, None)
+    v = {t: b.var(f"v_{t}", 0.0, float(inputs.pv[t])) for t in range(n) if inputs.pv[t] > 0}
+    exp_lim = float(sc.site.grid_export_limit_kw)
+    e = {t: b.var(f"e_{t}", 0.0, exp_lim) for t in v} if exp_lim > 0 else {}
+    for t in range(n):
+        b.cost(u[t], dt * price[t] / 100.0)
+        b.cost(o[t], dt * price[t] / 100.0 + dt * pen.grid_overload_eur_per_kwh)
+    for t, et in e.items():
+        b.cost(et, -dt * feed[t] / 100.0)
+        b.row([(et, 1.0), (v[t], -1.0)], LE, 0.0)  # export only from PV
+        if price[t] < feed[t]:
+            # importing and exporting at once would pay: forbid it with a direction binary
+            z = b.var(f"zg_{t}", binary=True)
+            big = float(sc.site.grid_import_limit_kw)
+            b.row([(u[t], 1.0), (z, -big)], LE, 0.0)
+            b.row([(o[t], 1.0), (z, -1e4)], LE, 0.0)
+            b.row([(et, 1.0), (z, exp_lim)], LE, exp_lim)
+
+    # balance terms: what devices draw in slot t (kW)
+    draw: list[Terms] = [[] for _ in range(n)]
+    model = Model(inputs, b.prob, b.variables, u, o, e, v)
+
+    for ev in inputs.evs:
+        d = ev.dev
+        nm = f"ev{len(model.evs)}"
+        x: dict[int, Var] = {}
+        short: dict[int, Var] = {}
+        for s in ev.sessions:
+            for t in range(s.first, s.last):
+                x[t] = b.var(f"{nm}_x_{t}", 0.0, d.max_power_kw)
+                draw[t].append((x[t], 1.0))
+            energy: Terms = [(x[t], d.efficiency * dt) for t in range(s.first, s.last)]
+            sh = b.var(f"{nm}_short_{s.index}", 0.0, s.required_kwh)
+            short[s.index] = sh
+            b.cost(sh, pen.shortfall_eur_per_kwh)
+            if energy:
+                b.row([*energy, (sh, 1.0)], GE, s.required_kwh)
+                b.row(energy, LE, s.max_kwh)
+        slots = [(s.first, s.last) for s in ev.sessions if s.last > s.first]
+        use_bin = d.min_power_kw > 0 or d.min_run_minutes > 0
+        run_slots = math.ceil(d.min_run_minutes / inputs.grid.resolution_minutes)
+        for first, last in slots:
+            _changes(
+                b,
+                f"{nm}_{first}",
+                x,
+                first,
+                last,
+                tie_eur_per_kw=tie,
+                up_eur_per_kw=0.0 if use_bin else d.start_penalty_eur / d.max_power_kw,
+            )
+        if use_bin:
+            _on_off(
+                b,
+                nm,
+                x,
+                slots,
+                max_kw=d.max_power_kw,
+                min_kw=d.min_power_kw,
+                min_run_slots=run_slots,
+                start_eur=d.start_penalty_eur,
+            )
+        model.evs.append(_EVVars(ev, x, short))
+
+    for bat in inputs.batteries:
+        bd = bat.dev
+        nm = f"bat{len(model.batteries)}"
+        c = b.series(f"{nm}_c", n, 0.0, bd.max_charge_kw)
+        dis = b.series(f"{nm}_d", n, 0.0, bd.max_discharge_kw)
+        soc = b.series(f"{nm}_s", n, bd.soc_min_kwh, bd.top_kwh)
+        for t in range(n):
+            prev: Terms = [(soc[t - 1], -1.0)] if t > 0 else []
+            rhs = bd.soc_kwh if t == 0 else 0.0
+            b.row(
+                [
+                    (soc[t], 1.0),
+                    *prev,
+                    (c[t], -dt * bd.charge_efficiency),
+                    (dis[t], dt / bd.discharge_efficiency),
+                ],
+                EQ,
+                rhs,
+            )
+            draw[t].append((c[t], 1.0))
+            draw[t].append((dis[t], -1.0))
+            b.cost(dis[t], dt * bd.wear_cost_ct_per_kwh / 100.0 + tie)
+            b.cost(c[t], tie)
+            if price[t] < 0:
+                z = b.var(f"{nm}_z_{t}", binary=True)
+                b.row([(c[t], 1.0), (z, -bd.max_charge_kw)], LE, 0.0)
+                b.row([(dis[t], 1.0), (z, bd.max_discharge_kw)], LE, bd.max_discharge_kw)
+            if not bd.allow_grid_charging:
+                b.row([(c[t], 1.0), *([(v[t], -1.0)] if t in v else [])], LE, 0.0)
+        end_short = b.var(f"{nm}_endshort", 0.0, bat.end_kwh)
+        b.row([(soc[n - 1], 1.0), (end_short, 1.0)], GE, bat.end_kwh)
+        b.cost(end_short, pen.shortfall_eur_per_kwh)
+        model.batteries.append(_BatteryVars(bat, c, dis, soc, end_short))
+
+    for hp in inputs.heat_pumps:
+        hd = hp.dev
+        bld = hd.building
+        nm = f"hp{len(model.heat_pumps)}"
+        k = dt / bld.heat_capacity_kwh_per_k
+        a = 1.0 - k * bld.heat_loss_kw_per_k
+        h = b.series(f"{nm}_h", n, 0.0, hd.max_power_kw)
+        theta = b.series(f"{nm}_th", n, None, None)
+        cold = b.series(f"{nm}_lo", n, 0.0, None)
+        warm = b.series(f"{nm}_hi", n, 0.0, None)
+        comfort_eur = pen.comfort_eur_per_kelvin_hour * dt
+        for t in range(n):
+            driven = k * (bld.heat_loss_kw_per_k * hp.outdoor_c[t] + hp.gains_kw[t])
+            prev = [(theta[t - 1], -a)] if t > 0 else []
+            rhs = driven + (a * bld.indoor_c if t == 0 else 0.0)
+            b.row([(theta[t], 1.0), *prev, (h[t], -k * hp.cop[t])], EQ, rhs)
+            b.row([(theta[t], 1.0), (cold[t], 1.0)], GE, float(hp.comfort_min_c[t]))
+            b.row([(theta[t], 1.0), (warm[t], -1.0)], LE, float(hp.comfort_max_c[t]))
+            b.cost(cold[t], comfort_eur)
+            b.cost(warm[t], comfort_eur)
+            draw[t].append((h[t], 1.0))
+        end_short = b.var(f"{nm}_endshort", 0.0, None)
+        b.row([(theta[n - 1], 1.0), (end_short, 1.0)], GE, hp.end_c)
+        b.cost(end_short, pen.comfort_eur_per_kelvin_hour)
+        h_by_t = dict(enumerate(h))
+        use_bin = hd.min_run_minutes > 0
+        _changes(
+            b,
+            nm,
+            h_by_t,
+            0,
+            n,
+            tie_eur_per_kw=tie,
+            up_eur_per_kw=0.0 if use_bin else hd.start_penalty_eur / hd.max_power_kw,
+        )
+        if use_bin:
+            _on_off(
+                b,
+                nm,
+                h_by_t,
+                [(0, n)],
+                max_kw=hd.max_power_kw,
+                min_kw=0.0,
+                min_run_slots=math.ceil(hd.min_run_minutes / inputs.grid.resolution_minutes),
+                start_eur=hd.start_penalty_eur,
+            )
+        model.heat_pumps.append(_HPVars(hp, h, theta, cold, warm, end_short))
+
+    for app in inputs.appliances:
+        nm = f"app{len(model.appliances)}"
+        y = {st: b.var(f"{nm}_y_{st}", binary=True) for st in app.starts}
+        not_run = None
+        if app.active:
+            not_run = b.var(f"{nm}_skip", 0.0, 1.0)
+            b.cost(not_run, pen.not_run_eur)
+            b.row([*((ys, 1.0) for ys in y.values()), (not_run, 1.0)], EQ, 1.0)
+        for st, ys in y.items():
+            for j, p in enumerate(app.profile_kw):
+                if p > 0:
+                    draw[st + j].append((ys, float(p)))
+        model.appliances.append(_ApplianceVars(app, y, not_run))
+
+    # the balance: import − export + PV used − devices = base load
+    for t in range(n):
+        terms: Terms = [(u[t], 1.0), (o[t], 1.0)]
+        if t in v:
+            terms.append((v[t], 1.0))
+        if t in e:
+            terms.append((e[t], -1.0))
+        terms.extend((var, -coef) for var, coef in draw[t])
+        b.row(terms, EQ, float(inputs.base_load[t]))
+
+    b.prob.setObjective(pulp.LpAffineExpression(b.objective))
+    model.n_binaries = b.binaries
+    model.variables = b.variables
+    return model
+
+
+def values(vars_: Sequence[Var]) -> FloatArray:
+    return np.array([v.varValue or 0.0 for v in vars_], dtype=np.float64)

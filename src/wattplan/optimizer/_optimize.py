@@ -1,0 +1,493 @@
+"""``optimize``: scenario (+ prices) → Plan, as a pure function (no I/O, no global state)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from wattplan.exceptions import SolverTimeoutError
+from wattplan.optimizer._flows import Flows, bill_eur, flows_from_model, simulate_baseline
+from wattplan.optimizer._inputs import Inputs, prepare
+from wattplan.optimizer._model import Model, build_model
+from wattplan.optimizer._plan import Plan, PlanStatus, Shortfall
+from wattplan.optimizer._scenario import Scenario, SolverOptions
+from wattplan.optimizer._solve import SolveOutcome, solve
+from wattplan.optimizer._timeseries import FloatArray
+
+__all__ = ["optimize"]
+
+log = logging.getLogger(__name__)
+
+_EPS_KWH = 1e-4
+_EPS_K = 1e-3
+
+
+def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
+    cols: dict[str, Any] = {
+        "price_ct_per_kwh": inputs.price,
+        "feed_in_ct_per_kwh": inputs.feed_in,
+        "base_load_kw": inputs.base_load,
+        "pv_available_kw": inputs.pv,
+        "pv_used_kw": fl.pv_used_kw,
+        "grid_import_kw": fl.grid_import_kw,
+        "grid_export_kw": fl.grid_export_kw,
+    }
+    for dev in inputs.scenario.devices:
+        cols[f"{dev.name}_kw"] = fl.device_kw[dev.name]
+    for name, arr in fl.soc_kwh.items():
+        cols[f"{name}_soc_kwh"] = arr
+    for name, arr in fl.charged_kwh.items():
+        cols[f"{name}_charged_kwh"] = arr
+    for hp in inputs.heat_pumps:
+        name = hp.dev.name
+        cols[f"{name}_indoor_c"] = fl.indoor_c[name]
+        cols[f"{name}_heat_kw"] = fl.heat_kw[name]
+        cols[f"{name}_outdoor_c"] = hp.outdoor_c
+        cols[f"{name}_cop"] = hp.cop
+        cols[f"{name}_comfort_min_c"] = hp.comfort_min_c
+        cols[f"{name}_comfort_max_c"] = hp.comfort_max_c
+    df = pd.DataFrame(cols, index=inputs.grid.index)
+    df.index.name = "start"
+    return df
+
+
+def _device_costs(inputs: Inputs, fl: Flows) -> dict[str, float]:
+    """Each device's energy valued at the import price of its slots (attribution), EUR."""
+    dt = inputs.dt_h
+    return {
+        name: float(np.sum(dt * inputs.price * kw) / 100.0) for name, kw in fl.device_kw.items()
+    }
+
+
+def _end_value_adjustment(inputs: Inputs, plan: Flows, base: Flows) -> tuple[float, list[str]]:
+    """Value (EUR) of the energy the plan leaves stored beyond what the baseline leaves."""
+    mean_p = float(np.mean(inputs.price)) / 100.0
+    adj = 0.0
+    notes: list[str] = []
+    for bat in inputs.batteries:
+        d = bat.dev
+        ds = float(plan.soc_kwh[d.name][-1] - base.soc_kwh[d.name][-1])
+        if abs(ds) > 1e-3:
+            v = (ds / d.charge_efficiency if ds > 0 else ds * d.discharge_efficiency) * mean_p
+            adj += v
+            notes.append(f"{d.name} ends {ds:+.2f} kWh against the baseline ({v:+.2f} EUR)")
+    for ev in inputs.evs:
+        ed = ev.dev
+        de = plan.ev_delivered_kwh[ed.name] - base.ev_delivered_kwh[ed.name]
+        if abs(de) > 1e-3:
+            v = de / ed.efficiency * mean_p
+            adj += v
+            notes.append(f"{ed.name} gets {de:+.2f} kWh against the baseline ({v:+.2f} EUR)")
+    for hp in inputs.heat_pumps:
+        hd = hp.dev
+        dth = float(plan.indoor_c[hd.name][-1] - base.indoor_c[hd.name][-1])
+        if abs(dth) > 1e-3:
+            heat = dth * hd.building.heat_capacity_kwh_per_k
+            v = heat / float(np.mean(hp.cop)) * mean_p
+            adj += v
+            notes.append(
+                f"{hd.name} leaves the house {dth:+.2f} K against the baseline ({v:+.2f} EUR)"
+            )
+    for app in inputs.appliances:
+        name = app.dev.name
+        ran_plan = plan.appliance_start.get(name) is not None
+        ran_base = base.appliance_start.get(name) is not None
+        if ran_plan != ran_base:
+            energy = float(np.sum(app.profile_kw) * inputs.dt_h)
+            v = (energy if ran_plan else -energy) * mean_p
+            adj += v
+            notes.append(f"{name} runs in {'the plan' if ran_plan else 'the baseline'} only")
+    return adj, notes
+
+
+def _periods(
+    grid_index: pd.DatetimeIndex, mask: npt.NDArray[np.bool_], res_min: int
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    out: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return out
+    splits = np.flatnonzero(np.diff(idx) > 1) + 1
+    for block in np.split(idx, splits):
+        out.append((grid_index[block[0]], grid_index[block[-1]] + pd.Timedelta(minutes=res_min)))
+    return out
+
+
+def _fmt(ts: pd.Timestamp, tz: str) -> str:
+    return ts.tz_convert(tz).strftime("%a %H:%M")
+
+
+def _fmt_periods(periods: list[tuple[pd.Timestamp, pd.Timestamp]], tz: str) -> str:
+    shown = [f"{_fmt(a, tz)}–{_fmt(b, tz)}" for a, b in periods[:4]]
+    more = f" and {len(periods) - 4} more" if len(periods) > 4 else ""
+    return ", ".join(shown) + more
+
+
+def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
+    tz = inputs.scenario.timezone
+    res = inputs.grid.resolution_minutes
+    idx = inputs.grid.index
+    out: list[Shortfall] = []
+    for ev in model.evs:
+        d = ev.spec.dev
+        for s in ev.spec.sessions:
+            short = ev.shortfall[s.index].varValue or 0.0
+            if short > _EPS_KWH:
+                sess = d.sessions[s.index]
+                dep = pd.Timestamp(sess.departure).tz_convert("UTC")
+                why = (
+                    "the car is not plugged in for a whole slot within the horizon"
+                    if s.last <= s.first
+                    else "the plug-in window is too short for the charging power"
+                )
+                out.append(
+                    Shortfall(
+                        d.name,
+                        "energy",
+                        short,
+                        "kWh",
+                        pd.Timestamp(sess.plug_in).tz_convert("UTC"),
+                        dep,
+                        f"{d.name} falls {short:.2f} kWh short of its target by "
+                        f"{_fmt(dep, tz)}: {why}",
+                    )
+                )
+    for bat in model.batteries:
+        short = bat.end_short.varValue or 0.0
+        if short > _EPS_KWH:
+            out.append(
+                Shortfall(
+                    bat.spec.dev.name,
+                    "end_soc",
+                    short,
+                    "kWh",
+                    None,
+                    inputs.grid.end,
+                    f"{bat.spec.dev.name} ends {short:.2f} kWh below its end target",
+                )
+            )
+    for hp in model.heat_pumps:
+        name = hp.spec.dev.name
+        for kind, arr, word in (
+            ("comfort", hp.too_cold, "below"),
+            ("comfort", hp.too_warm, "above"),
+        ):
+            dev_k = np.array([v.varValue or 0.0 for v in arr])
+            mask = dev_k > _EPS_K
+            if mask.any():
+                kh = float(dev_k.sum() * inputs.dt_h)
+                periods = _periods(idx, mask, res)
+                out.append(
+                    Shortfall(
+                        name,
+                        kind,
+                        kh,
+                        "K·h",
+                        periods[0][0],
+                        periods[-1][1],
+                        f"{name}: {kh:.2f} K·h {word} the comfort band (up to "
+                        f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}",
+                    )
+                )
+        end_short = hp.end_short.varValue or 0.0
+        if end_short > _EPS_K:
+            out.append(
+                Shortfall(
+                    name,
+                    "end_temperature",
+                    end_short,
+                    "K",
+                    None,
+                    inputs.grid.end,
+                    f"{name} ends {end_short:.2f} K below its end temperature "
+                    f"({hp.spec.end_c:.1f} °C)",
+                )
+            )
+    for app in model.appliances:
+        if app.not_run is not None and (app.not_run.varValue or 0.0) > 0.5:
+            ad = app.spec.dev
+            out.append(
+                Shortfall(
+                    ad.name,
+                    "not_run",
+                    1.0,
+                    "run",
+                    pd.Timestamp(ad.earliest_start).tz_convert("UTC"),
+                    pd.Timestamp(ad.latest_end).tz_convert("UTC"),
+                    f"{ad.name} cannot run: {app.spec.note or 'no feasible start'}",
+                )
+            )
+    over = np.array([v.varValue or 0.0 for v in model.o])
+    if (over > 1e-6).any():
+        kwh = float(over.sum() * inputs.dt_h)
+        periods = _periods(idx, over > 1e-6, res)
+        out.append(
+            Shortfall(
+                "site",
+                "grid_limit",
+                kwh,
+                "kWh",
+                periods[0][0],
+                periods[-1][1],
+                f"the household needs {kwh:.2f} kWh above the grid import limit, "
+                f"{_fmt_periods(periods, tz)}",
+            )
+        )
+    return out
+
+
+def _avg_price(price: FloatArray, kw: FloatArray) -> float | None:
+    w = np.clip(kw, 0.0, None)
+    total = float(w.sum())
+    return float(np.sum(price * w) / total) if total > 1e-9 else None
+
+
+def _explain(
+    inputs: Inputs,
+    plan: Flows,
+    base: Flows,
+    costs: dict[str, float],
+    base_costs: dict[str, float],
+    cost: float,
+    base_cost: float,
+    adj_notes: list[str],
+    shortfalls: list[Shortfall],
+) -> tuple[str, dict[str, str]]:
+    tz = inputs.scenario.timezone
+    dt = inputs.dt_h
+    p = inputs.price
+    res = inputs.grid.resolution_minutes
+    idx = inputs.grid.index
+    per: dict[str, str] = {}
+    for ev in inputs.evs:
+        name = ev.dev.name
+        kw = plan.device_kw[name]
+        energy = float(kw.sum() * dt)
+        periods = _periods(idx, kw > 1e-3, res)
+        if energy < 1e-3:
+            per[name] = f"{name}: no charging needed in this horizon."
+            continue
+        ap, bp = _avg_price(p, kw), _avg_price(p, base.device_kw[name])
+        text = (
+            f"{name}: charges {energy:.1f} kWh from the grid side in {len(periods)} block"
+            f"{'s' if len(periods) != 1 else ''} ({_fmt_periods(periods, tz)}) at "
+            f"{ap:.1f} ct/kWh on average"
+        )
+        if bp is not None:
+            text += f"; charging at plug-in would pay {bp:.1f} ct/kWh"
+        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        per[name] = text
+    for bat in inputs.batteries:
+        name = bat.dev.name
+        kw = plan.device_kw[name]
+        ch, dis = np.clip(kw, 0, None), np.clip(-kw, 0, None)
+        e_ch, e_dis = float(ch.sum() * dt), float(dis.sum() * dt)
+        if e_ch + e_dis < 1e-3:
+            per[name] = f"{name}: stays idle (no price spread worth its losses and wear)."
+            continue
+        cp, dp = _avg_price(p, ch), _avg_price(p, dis)
+        per[name] = (
+            f"{name}: charges {e_ch:.1f} kWh"
+            + (f" at {cp:.1f} ct/kWh on average" if cp is not None else "")
+            + f" and discharges {e_dis:.1f} kWh"
+            + (f" when power costs {dp:.1f} ct/kWh on average" if dp is not None else "")
+            + f"; ends at {plan.soc_kwh[name][-1]:.1f} kWh (greedy self-consumption would end at "
+            f"{base.soc_kwh[name][-1]:.1f} kWh)."
+        )
+    for hp in inputs.heat_pumps:
+        name = hp.dev.name
+        kw = plan.device_kw[name]
+        energy = float(kw.sum() * dt)
+        temps = plan.indoor_c[name]
+        ap, bp = _avg_price(p, kw), _avg_price(p, base.device_kw[name])
+        text = f"{name}: uses {energy:.1f} kWh"
+        if ap is not None:
+            text += f" at {ap:.1f} ct/kWh on average"
+        if bp is not None:
+            text += f" (holding the set point would pay {bp:.1f} ct/kWh)"
+        text += (
+            f"; indoor {float(temps.min()):.1f}–{float(temps.max()):.1f} °C; saves "
+            f"{base_costs[name] - costs[name]:.2f} EUR."
+        )
+        per[name] = text
+    for app in inputs.appliances:
+        name = app.dev.name
+        start = plan.appliance_start.get(name)
+        if start is None:
+            per[name] = f"{name}: does not run in this horizon." + (
+                f" ({app.note})" if app.note else ""
+            )
+            continue
+        end_ts = idx[start] + pd.Timedelta(minutes=res * len(app.profile_kw))
+        ap = _avg_price(p, plan.device_kw[name])
+        bstart = base.appliance_start.get(name)
+        text = (
+            f"{name}: starts {_fmt(idx[start], tz)}, done by {_fmt(end_ts, tz)}, at {ap:.1f} ct/kWh"
+        )
+        if bstart is not None and bstart != start:
+            bp = _avg_price(p, base.device_kw[name])
+            text += f" (starting {_fmt(idx[bstart], tz)} would pay {bp:.1f} ct/kWh)"
+        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        per[name] = text
+    saving = base_cost - cost
+    pct = 100.0 * saving / base_cost if abs(base_cost) > 1e-9 else 0.0
+    lines = [
+        f"The plan costs {cost:.2f} EUR against {base_cost:.2f} EUR for the household's usual "
+        f"behaviour: it saves {saving:.2f} EUR ({pct:.1f} %)."
+    ]
+    if (inputs.price < 0).any():
+        lines.append(
+            f"{int((inputs.price < 0).sum())} slots have negative prices: the plan draws from "
+            "the grid then and curtails PV rather than export into them."
+        )
+    lines.extend(per[d.name] for d in inputs.scenario.devices)
+    if adj_notes:
+        lines.append(
+            "Like-for-like: the baseline cost includes the value of different end states ("
+            + "; ".join(adj_notes)
+            + ")."
+        )
+    lines.extend(f"Shortfall: {s.message}." for s in shortfalls)
+    return "\n".join(lines), per
+
+
+def _empty_plan(
+    scenario: Scenario,
+    inputs: Inputs,
+    status: PlanStatus,
+    solver: str,
+    build_s: float,
+    solve_s: float,
+    message: str,
+    base: Flows,
+) -> Plan:
+    base_cost = bill_eur(inputs, base)
+    return Plan(
+        status=status,
+        schedule=pd.DataFrame(index=inputs.grid.index[:0]),
+        cost_eur=float("nan"),
+        baseline_cost_eur=base_cost,
+        savings_eur=float("nan"),
+        baseline_bill_eur=base_cost,
+        baseline_adjustment_eur=0.0,
+        device_costs_eur={},
+        baseline_device_costs_eur=_device_costs(inputs, base),
+        shortfalls=[],
+        solver=solver,
+        build_seconds=build_s,
+        solve_seconds=solve_s,
+        mip_gap=None,
+        resolution_minutes=inputs.grid.resolution_minutes,
+        devices=[{"name": d.name, "kind": d.kind} for d in scenario.devices],
+        timezone=scenario.timezone,
+        explanation=message,
+        baseline_schedule=_schedule(inputs, base),
+        scenario_name=scenario.name,
+        message=message,
+    )
+
+
+def optimize(
+    scenario: Scenario,
+    *,
+    prices: pd.Series | None = None,
+    solver: SolverOptions | None = None,
+) -> Plan:
+    """Plan ``scenario`` at least cost; compare it with the household's usual behaviour.
+
+    Parameters
+    ----------
+    scenario
+        The household and horizon (see :func:`load_scenario`).
+    prices
+        All-in import prices in ct/kWh with a tz-aware index of interval starts (e.g.
+        ``NomosClient.prices_series(...)``); replaces the scenario's prices. Hourly prices
+        are repeated onto a 15-minute grid; they must cover the whole horizon.
+    solver
+        Replaces ``scenario.solver`` (solver name, time limit, MIP gap).
+
+    Returns
+    -------
+    Plan
+        ``status`` is ``optimal`` or ``feasible_with_shortfall`` when a schedule was made;
+        ``infeasible`` or ``error`` otherwise (with ``message``).
+
+    Raises
+    ------
+    ScenarioError, PriceDataError
+        Invalid input, naming the key and the reason.
+    SolverTimeoutError
+        No feasible plan within the time limit.
+    """
+    opts = solver or scenario.solver
+    inputs = prepare(scenario, prices)
+    t0 = time.perf_counter()
+    model = build_model(inputs)
+    build_s = time.perf_counter() - t0
+    base = simulate_baseline(inputs)
+    try:
+        result = solve(model, opts)
+    except SolverTimeoutError:
+        raise
+    log.debug(
+        "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
+        scenario.name,
+        len(model.variables),
+        model.n_binaries,
+        build_s,
+        result.seconds,
+        result.message,
+    )
+    if result.outcome in (SolveOutcome.INFEASIBLE, SolveOutcome.FAILED):
+        status = (
+            PlanStatus.INFEASIBLE if result.outcome is SolveOutcome.INFEASIBLE else PlanStatus.ERROR
+        )
+        msg = f"{result.solver}: {result.message}"
+        return _empty_plan(
+            scenario, inputs, status, result.solver, build_s, result.seconds, msg, base
+        )
+
+    fl = flows_from_model(model)
+    cost = bill_eur(inputs, fl)
+    base_bill = bill_eur(inputs, base)
+    adj, adj_notes = _end_value_adjustment(inputs, fl, base)
+    base_cost = base_bill + adj
+    costs, base_costs = _device_costs(inputs, fl), _device_costs(inputs, base)
+    shortfalls = _shortfalls(model, inputs, fl)
+    explanation, per = _explain(
+        inputs, fl, base, costs, base_costs, cost, base_cost, adj_notes, shortfalls
+    )
+    message = ""
+    if result.outcome is SolveOutcome.TIME_LIMIT:
+        message = f"stopped at the {opts.time_limit_s:g} s time limit with a feasible plan"
+        if result.mip_gap is not None:
+            message += f" (MIP gap {100 * result.mip_gap:.2f} %)"
+    return Plan(
+        status=PlanStatus.FEASIBLE_WITH_SHORTFALL if shortfalls else PlanStatus.OPTIMAL,
+        schedule=_schedule(inputs, fl),
+        cost_eur=cost,
+        baseline_cost_eur=base_cost,
+        savings_eur=base_cost - cost,
+        baseline_bill_eur=base_bill,
+        baseline_adjustment_eur=adj,
+        device_costs_eur=costs,
+        baseline_device_costs_eur=base_costs,
+        shortfalls=shortfalls,
+        solver=result.solver,
+        build_seconds=build_s,
+        solve_seconds=result.seconds,
+        mip_gap=result.mip_gap,
+        resolution_minutes=inputs.grid.resolution_minutes,
+        devices=[{"name": d.name, "kind": d.kind} for d in scenario.devices],
+        timezone=scenario.timezone,
+        explanation=explanation,
+        device_explanations=per,
+        baseline_schedule=_schedule(inputs, base),
+        scenario_name=scenario.name,
+        message=message,
+    )

@@ -1,0 +1,590 @@
+"""The scenario model: a household, its devices, the horizon and the prices.
+
+A scenario is validated by pydantic; :func:`load_scenario` reads a YAML file, reads the
+CSV files it points to (paths relative to the scenario file) and turns every series into
+inline data, so that the optimizer itself never touches a file. Every key is documented in
+the JSON Schema printed by ``wattplan schema``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import pandas as pd
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from wattplan.exceptions import ScenarioError
+
+__all__ = [
+    "EV",
+    "Appliance",
+    "Battery",
+    "Building",
+    "Device",
+    "EVSession",
+    "HeatPump",
+    "Penalties",
+    "PriceSpec",
+    "Scenario",
+    "Site",
+    "SolverOptions",
+    "TimeSeries",
+    "load_scenario",
+    "scenario_json_schema",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+
+
+class TimeSeries(BaseModel):
+    """A time series: inline values (one per slot, or with ``index``) or a CSV file.
+
+    ``file`` is read only by :func:`load_scenario` (relative to the scenario file), with
+    ``time_column`` holding interval starts with a UTC offset. Values mean the average over
+    the interval starting at each timestamp; they are aligned onto the scenario's slots by
+    time-weighted averaging (hourly onto 15 minutes repeats each hour's value).
+    """
+
+    model_config = _STRICT
+
+    file: str | None = Field(None, description="CSV file, relative to the scenario file.")
+    column: str | None = Field(None, description="Value column of the CSV file.")
+    time_column: str = Field("start", description="Column with interval starts (ISO 8601).")
+    values: list[float] | None = Field(None, description="Inline values.")
+    index: list[AwareDatetime] | None = Field(
+        None, description="Interval starts of the inline values; without it, one value a slot."
+    )
+    scale: float = Field(1.0, description="Factor applied to every value (e.g. kWp of PV).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.file is None) == (self.values is None):
+            raise ValueError("give either 'file' or 'values'")
+        n_index, n_values = len(self.index or []), len(self.values or [])
+        if self.index is not None and n_index != n_values:
+            raise ValueError(f"'index' has {n_index} entries but 'values' has {n_values}")
+        return self
+
+    def to_series(self) -> pd.Series | None:
+        """The series with a UTC index, or None for positional (one value per slot) data."""
+        if self.values is None:
+            raise ScenarioError(
+                key="file",
+                reason=f"{self.file!r} was not read: files are read by load_scenario(path)",
+            )
+        if self.index is None:
+            return None
+        idx = pd.DatetimeIndex(pd.to_datetime(self.index, utc=True))
+        return pd.Series([v * self.scale for v in self.values], index=idx, dtype=float)
+
+    @classmethod
+    def from_pandas(cls, series: pd.Series) -> TimeSeries:
+        if not isinstance(series.index, pd.DatetimeIndex) or series.index.tz is None:
+            raise ValueError("a pandas Series needs a tz-aware DatetimeIndex")
+        return cls(
+            values=series.astype(float).tolist(),
+            index=list(pd.DatetimeIndex(series.index).to_pydatetime()),
+        )
+
+
+def _coerce_series(value: Any) -> Any:
+    if isinstance(value, pd.Series):
+        return TimeSeries.from_pandas(value)
+    if isinstance(value, list | tuple):
+        return TimeSeries(values=[float(v) for v in value])
+    return value
+
+
+SeriesInput = Annotated[float | TimeSeries, Field(union_mode="left_to_right")]
+
+
+class PriceSpec(BaseModel):
+    """Import prices: all-in ct/kWh (as Nomos sends them), or EPEX spot plus a tariff formula.
+
+    With spot prices the all-in price is ``(1 + vat) * (spot / 10 + markup_ct_per_kwh)``.
+    """
+
+    model_config = _STRICT
+
+    file: str | None = Field(None, description="CSV of all-in prices in ct/kWh.")
+    column: str = Field("price_ct_per_kwh", description="All-in price column.")
+    values: list[float] | None = Field(None, description="Inline all-in prices, ct/kWh.")
+    index: list[AwareDatetime] | None = Field(None, description="Interval starts of 'values'.")
+    spot_file: str | None = Field(None, description="CSV of day-ahead spot prices in EUR/MWh.")
+    spot_column: str = Field("price_eur_per_mwh", description="Spot price column.")
+    spot_values: list[float] | None = Field(None, description="Inline spot prices, EUR/MWh.")
+    spot_index: list[AwareDatetime] | None = Field(None, description="Starts of 'spot_values'.")
+    markup_ct_per_kwh: float = Field(16.0, description="Net markup on spot (grid, levies).")
+    vat: float = Field(0.19, ge=0.0, le=1.0, description="VAT applied to spot + markup.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        sources = [
+            self.file is not None or self.values is not None,
+            self.spot_file is not None or self.spot_values is not None,
+        ]
+        if sum(sources) != 1:
+            raise ValueError("give all-in prices ('file'/'values') or spot ('spot_file'/...)")
+        return self
+
+    def to_timeseries(self) -> TimeSeries:
+        """All-in ct/kWh as a :class:`TimeSeries` (after :func:`load_scenario` read files)."""
+        if self.values is not None:
+            return TimeSeries(values=self.values, index=self.index)
+        if self.spot_values is not None:
+            factor = 1.0 + self.vat
+            vals = [factor * (v / 10.0 + self.markup_ct_per_kwh) for v in self.spot_values]
+            return TimeSeries(values=vals, index=self.spot_index)
+        raise ScenarioError(
+            key="prices", reason="price files are read by load_scenario(path), not by optimize"
+        )
+
+
+class Site(BaseModel):
+    """The grid connection, base load and PV of the household."""
+
+    model_config = _STRICT
+
+    feed_in_ct_per_kwh: SeriesInput = Field(0.0, description="Feed-in price, ct/kWh.")
+    grid_import_limit_kw: float = Field(30.0, gt=0, description="Grid import limit, kW.")
+    grid_export_limit_kw: float = Field(30.0, ge=0, description="Grid export limit, kW.")
+    base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
+    pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
+
+    _c1 = field_validator("feed_in_ct_per_kwh", "base_load", "pv", mode="before")(
+        lambda v: _coerce_series(v)
+    )
+
+
+class EVSession(BaseModel):
+    """One charging session: the car is plugged in from ``plug_in`` until ``departure``.
+
+    Give ``energy_kwh`` (energy to add to the car's battery), or ``target_soc_kwh`` with
+    ``soc_kwh`` (the state of charge at plug-in). With ``soc_kwh`` and the EV's
+    ``capacity_kwh`` the plan may charge beyond the need when prices are negative.
+    """
+
+    model_config = _STRICT
+
+    plug_in: AwareDatetime = Field(description="When the car is plugged in.")
+    departure: AwareDatetime = Field(description="When the car leaves; charging ends before.")
+    energy_kwh: float | None = Field(None, ge=0, description="Energy needed in the battery, kWh.")
+    soc_kwh: float | None = Field(None, ge=0, description="State of charge at plug-in, kWh.")
+    target_soc_kwh: float | None = Field(None, ge=0, description="Wanted SoC at departure, kWh.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.departure <= self.plug_in:
+            raise ValueError(
+                f"departure ({self.departure.isoformat()}) must be after plug_in "
+                f"({self.plug_in.isoformat()})"
+            )
+        if self.energy_kwh is None and self.target_soc_kwh is None:
+            raise ValueError("give energy_kwh or target_soc_kwh")
+        if self.target_soc_kwh is not None and self.soc_kwh is None:
+            raise ValueError("target_soc_kwh needs soc_kwh (the SoC at plug-in)")
+        return self
+
+    def needed_kwh(self) -> float:
+        if self.target_soc_kwh is not None and self.soc_kwh is not None:
+            return max(0.0, self.target_soc_kwh - self.soc_kwh)
+        return float(self.energy_kwh or 0.0)
+
+
+class _DeviceBase(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="Unique name; used in column names (<name>_kw).",
+    )
+
+
+class EV(_DeviceBase):
+    """An electric car at a wallbox (charging only; no vehicle-to-home)."""
+
+    kind: Literal["ev"] = "ev"
+    max_power_kw: float = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
+    min_power_kw: float = Field(
+        0.0, ge=0, description="Minimum power when charging (0 = none; >0 adds one binary/slot)."
+    )
+    efficiency: float = Field(0.92, gt=0, le=1, description="AC-to-battery efficiency.")
+    capacity_kwh: float | None = Field(None, gt=0, description="Usable battery capacity, kWh.")
+    sessions: list[EVSession] = Field(default_factory=list, description="Charging sessions.")
+    start_penalty_eur: float = Field(
+        0.02,
+        ge=0,
+        description="Cost of each start of charging, EUR: trades a little money for fewer, "
+        "longer charging blocks (15-minute price ripple otherwise fragments charging).",
+    )
+    min_run_minutes: int = Field(0, ge=0, description="Minimum charging block (adds binaries).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min_power_kw > self.max_power_kw:
+            raise ValueError("min_power_kw must not exceed max_power_kw")
+        for i, s in enumerate(self.sessions):
+            cap = self.capacity_kwh
+            if cap is not None:
+                for f in ("soc_kwh", "target_soc_kwh"):
+                    v = getattr(s, f)
+                    if v is not None and v > cap + 1e-9:
+                        raise ValueError(
+                            f"sessions[{i}].{f} ({v} kWh) exceeds capacity_kwh ({cap} kWh)"
+                        )
+        ordered = sorted(self.sessions, key=lambda s: s.plug_in)
+        for a, b in itertools.pairwise(ordered):
+            if b.plug_in < a.departure:
+                raise ValueError("sessions overlap")
+        return self
+
+
+class Battery(_DeviceBase):
+    """A stationary home battery (AC-coupled)."""
+
+    kind: Literal["battery"] = "battery"
+    capacity_kwh: float = Field(gt=0, description="Usable capacity, kWh.")
+    soc_kwh: float = Field(ge=0, description="State of charge now, kWh.")
+    soc_min_kwh: float = Field(0.0, ge=0, description="Lowest allowed SoC, kWh.")
+    soc_max_kwh: float | None = Field(None, gt=0, description="Highest allowed SoC (capacity).")
+    max_charge_kw: float = Field(gt=0, description="Maximum charging power (AC), kW.")
+    max_discharge_kw: float = Field(gt=0, description="Maximum discharging power (AC), kW.")
+    charge_efficiency: float = Field(0.95, gt=0, le=1, description="AC to stored energy.")
+    discharge_efficiency: float = Field(0.95, gt=0, le=1, description="Stored energy to AC.")
+    end_soc_kwh: float | None = Field(
+        None, ge=0, description="Minimum SoC at the end; default: the starting SoC."
+    )
+    allow_grid_charging: bool = Field(True, description="May charge from the grid.")
+    wear_cost_ct_per_kwh: float = Field(
+        1.0,
+        ge=0,
+        description="Wear cost per kWh discharged, ct/kWh (keeps it from cycling "
+        "for a tenth of a cent).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        top = self.soc_max_kwh if self.soc_max_kwh is not None else self.capacity_kwh
+        if top > self.capacity_kwh + 1e-9:
+            raise ValueError("soc_max_kwh must not exceed capacity_kwh")
+        if self.soc_min_kwh > top:
+            raise ValueError("soc_min_kwh must not exceed soc_max_kwh")
+        if not (self.soc_min_kwh - 1e-9 <= self.soc_kwh <= top + 1e-9):
+            raise ValueError(
+                f"soc_kwh ({self.soc_kwh}) must lie within [soc_min_kwh, soc_max_kwh] = "
+                f"[{self.soc_min_kwh}, {top}]"
+            )
+        if self.end_soc_kwh is not None and not (
+            self.soc_min_kwh - 1e-9 <= self.end_soc_kwh <= top + 1e-9
+        ):
+            raise ValueError("end_soc_kwh must lie within [soc_min_kwh, soc_max_kwh]")
+        return self
+
+    @property
+    def top_kwh(self) -> float:
+        return self.soc_max_kwh if self.soc_max_kwh is not None else self.capacity_kwh
+
+
+class Building(BaseModel):
+    """A 1R1C building model: ``C dθ/dt = heat − U (θ − θout) + gains``."""
+
+    model_config = _STRICT
+
+    heat_capacity_kwh_per_k: float = Field(gt=0, description="Thermal capacity C, kWh/K.")
+    heat_loss_kw_per_k: float = Field(gt=0, description="Heat-loss coefficient U, kW/K.")
+    indoor_c: float = Field(description="Indoor temperature now, °C.")
+    comfort_min_c: SeriesInput = Field(description="Lowest comfortable temperature, °C.")
+    comfort_max_c: SeriesInput = Field(description="Highest comfortable temperature, °C.")
+    gains_kw: SeriesInput = Field(0.0, description="Internal and solar heat gains, kW.")
+    end_indoor_c: float | None = Field(
+        None, description="Minimum temperature at the end; default: the starting temperature."
+    )
+    setpoint_c: float | None = Field(
+        None, description="The baseline thermostat's set point; default: clamp(indoor_c)."
+    )
+
+    _c = field_validator("comfort_min_c", "comfort_max_c", "gains_kw", mode="before")(
+        lambda v: _coerce_series(v)
+    )
+
+
+class HeatPump(_DeviceBase):
+    """A modulating space-heating heat pump heating a 1R1C building."""
+
+    kind: Literal["heat_pump"] = "heat_pump"
+    max_power_kw: float = Field(gt=0, description="Maximum electric power, kW.")
+    building: Building
+    outdoor_c: SeriesInput = Field(description="Outdoor temperature, °C.")
+    cop: SeriesInput | None = Field(
+        None,
+        description="Coefficient of performance per slot; default: from outdoor_c with the "
+        "Staffell et al. (2012) air-source fit at flow_temperature_c.",
+    )
+    flow_temperature_c: float = Field(35.0, description="Flow (sink) temperature for the COP fit.")
+    start_penalty_eur: float = Field(0.0, ge=0, description="Cost of each start.")
+    min_run_minutes: int = Field(0, ge=0, description="Minimum run time once started (binaries).")
+
+    _c = field_validator("outdoor_c", "cop", mode="before")(lambda v: _coerce_series(v))
+
+
+class Appliance(_DeviceBase):
+    """A shiftable appliance that runs a fixed power profile once, uninterrupted."""
+
+    kind: Literal["appliance"] = "appliance"
+    profile_kw: list[Annotated[float, Field(ge=0)]] = Field(
+        min_length=1, description="Power per step of the programme, kW."
+    )
+    profile_minutes: int | None = Field(
+        None, gt=0, description="Length of one profile step; default: the scenario resolution."
+    )
+    earliest_start: AwareDatetime = Field(description="Not before this time.")
+    latest_end: AwareDatetime = Field(description="Finished by this time.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.latest_end <= self.earliest_start:
+            raise ValueError("latest_end must be after earliest_start")
+        return self
+
+
+Device = Annotated[EV | Battery | HeatPump | Appliance, Field(discriminator="kind")]
+
+
+class SolverOptions(BaseModel):
+    """Which solver and how long it may take."""
+
+    model_config = _STRICT
+
+    name: Literal["highs", "cbc"] = Field("highs", description="HiGHS (default) or CBC.")
+    time_limit_s: float = Field(10.0, gt=0, description="Wall-clock limit for one solve, s.")
+    mip_gap: float = Field(
+        0.001,
+        ge=0,
+        description="Relative MIP gap where binaries exist (relative to the whole bill, so keep "
+        "it small enough for start penalties of a few cents to count).",
+    )
+    threads: int = Field(1, ge=1, description="Solver threads.")
+
+
+class Penalties(BaseModel):
+    """Prices of soft constraints and tie-breaks (EUR), all far above or below real money."""
+
+    model_config = _STRICT
+
+    shortfall_eur_per_kwh: float = Field(10.0, gt=0, description="Per kWh of unmet EV energy.")
+    comfort_eur_per_kelvin_hour: float = Field(5.0, gt=0, description="Per K·h outside comfort.")
+    grid_overload_eur_per_kwh: float = Field(50.0, gt=0, description="Per kWh over a grid limit.")
+    not_run_eur: float = Field(50.0, gt=0, description="An appliance that cannot run at all.")
+    change_eur_per_kw: float = Field(
+        1e-5,
+        ge=0,
+        description="Tie-break per kW of power change between slots: among plans of (nearly) "
+        "equal cost it prefers fewer starts.",
+    )
+
+
+class Scenario(BaseModel):
+    """A household over a planning horizon. See ``wattplan schema`` for every key."""
+
+    model_config = _STRICT
+
+    name: str = Field("scenario", description="A name for reports.")
+    timezone: str = Field("Europe/Berlin", description="Time zone for display.")
+    start: AwareDatetime = Field(description="Start of the horizon (with UTC offset).")
+    end: AwareDatetime = Field(description="End of the horizon (exclusive).")
+    resolution: Literal["15min", "30min", "60min"] = Field("15min", description="Slot length.")
+    prices: PriceSpec | None = Field(
+        None, description="Import prices; may instead be passed to optimize(prices=...)."
+    )
+    site: Site = Field(default_factory=Site)
+    devices: list[Device] = Field(default_factory=list)
+    solver: SolverOptions = Field(default_factory=SolverOptions)
+    penalties: Penalties = Field(default_factory=Penalties)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            pd.Timestamp("2026-01-01", tz=v)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        names = [d.name for d in self.devices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"device names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def resolution_minutes(self) -> int:
+        return int(self.resolution.removesuffix("min"))
+
+    def device(self, name: str) -> EV | Battery | HeatPump | Appliance:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise ScenarioError(key="devices", reason=f"no device named {name!r}")
+
+    def with_device_state(self, name: str, **fields: Any) -> Scenario:
+        """A copy with one device's fields replaced, validated again.
+
+        For a battery ``soc_kwh``; for a heat pump ``indoor_c`` (the building's); for an EV
+        ``sessions`` or the fields of a single session (``plug_in``, ``departure``,
+        ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one.
+        """
+        dev = self.device(name)
+        data = dev.model_dump()
+        if isinstance(dev, HeatPump):
+            for k in ("indoor_c", "end_indoor_c", "setpoint_c"):
+                if k in fields:
+                    data["building"][k] = fields.pop(k)
+        if isinstance(dev, EV):
+            session_keys = {"plug_in", "departure", "energy_kwh", "soc_kwh", "target_soc_kwh"}
+            sess = {k: fields.pop(k) for k in list(fields) if k in session_keys}
+            if sess:
+                data["sessions"] = [sess]
+        data.update(fields)
+        devices = [data if d.name == name else d.model_dump() for d in self.devices]
+        return _validate(Scenario, {**self.model_dump(), "devices": devices}, prefix="")
+
+    def horizon(self, start: datetime, end: datetime) -> Scenario:
+        """A copy with another horizon ``[start, end)``."""
+        return _validate(Scenario, {**self.model_dump(), "start": start, "end": end}, prefix="")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("ev", "battery", "heat_pump", "appliance", "float", "TimeSeries"):
+            continue  # discriminator / union branch names are not keys
+        elif part.startswith(("function-", "union[", "float")):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _validate(cls: type[Scenario], data: Any, *, prefix: str) -> Scenario:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for err in exc.errors():
+            key = prefix + _loc(tuple(err["loc"]))
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "union_tag_invalid":
+                msg = f"unknown device kind; expected one of {err['ctx']['expected_tags']}"
+            if (key, msg) not in problems:
+                problems.append((key or "scenario", msg))
+        # a bad branch of a float|TimeSeries union reports twice; keep the most specific
+        first_key, first_msg = problems[0]
+        text = "; ".join(f"{k}: {m}" for k, m in problems)
+        raise ScenarioError(text, key=first_key, reason=first_msg, errors=problems) from None
+
+
+def _read_csv(path: Path, column: str | None, time_column: str, key: str) -> pd.Series:
+    if not path.is_file():
+        raise ScenarioError(key=key, reason=f"file not found: {path.name}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise ScenarioError(key=key, reason=f"cannot read {path.name}: {exc}") from exc
+    if time_column not in df.columns:
+        raise ScenarioError(key=key, reason=f"{path.name} has no column {time_column!r}")
+    value_cols = [c for c in df.columns if c != time_column]
+    if column is None:
+        if len(value_cols) != 1:
+            raise ScenarioError(
+                key=key, reason=f"{path.name} has several columns; name one with 'column'"
+            )
+        column = value_cols[0]
+    if column not in df.columns:
+        raise ScenarioError(
+            key=key, reason=f"{path.name} has no column {column!r} (has {', '.join(value_cols)})"
+        )
+    try:
+        idx = pd.to_datetime(df[time_column], utc=True)
+    except Exception as exc:
+        raise ScenarioError(key=key, reason=f"{path.name}: unreadable timestamps: {exc}") from exc
+    values = pd.to_numeric(df[column], errors="coerce")
+    if values.isna().any():
+        row = int(values.isna().to_numpy().nonzero()[0][0]) + 2
+        raise ScenarioError(key=key, reason=f"{path.name} line {row}: {column} is not a number")
+    return pd.Series(values.to_numpy(dtype=float), index=pd.DatetimeIndex(idx))
+
+
+def _inline_files(node: Any, base: Path, key: str) -> Any:
+    """Replace every {file: ...} in the raw YAML tree by inline values and index."""
+    if isinstance(node, list):
+        return [_inline_files(v, base, f"{key}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline_files(v, base, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if key == "prices":
+        for file_key, col_key, vals, idx, default_col in (
+            ("file", "column", "values", "index", "price_ct_per_kwh"),
+            ("spot_file", "spot_column", "spot_values", "spot_index", "price_eur_per_mwh"),
+        ):
+            if isinstance(out.get(file_key), str):
+                s = _read_csv(base / out.pop(file_key), out.get(col_key, default_col), "start", key)
+                out[vals] = s.tolist()
+                out[idx] = list(pd.DatetimeIndex(s.index).to_pydatetime())
+        return out
+    if isinstance(out.get("file"), str):
+        s = _read_csv(base / out["file"], out.get("column"), out.get("time_column", "start"), key)
+        out.pop("file")
+        out["values"] = s.tolist()
+        out["index"] = list(pd.DatetimeIndex(s.index).to_pydatetime())
+    return out
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a YAML scenario; CSV paths in it are relative to the file.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the key and the reason, for unreadable files and invalid values.
+    """
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(key="scenario", reason=f"file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(key="scenario", reason=f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(key="scenario", reason="must be a YAML mapping")
+    return _validate(Scenario, _inline_files(raw, p.parent, ""), prefix="")
+
+
+def scenario_from_dict(data: dict[str, Any]) -> Scenario:
+    """Validate a scenario given as a mapping (inline series only)."""
+    return _validate(Scenario, data, prefix="")
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (``wattplan schema``)."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "wattplan scenario"
+    return schema

@@ -1,0 +1,258 @@
+"""Solve a built PuLP model with HiGHS (default) or CBC, within a bounded time.
+
+HiGHS: PuLP 3's own HiGHS adapter hands the model over one column and one row at a time
+(a Python call each); for our few thousand rows that costs more than HiGHS needs to solve
+the LP. So we pass the whole matrix at once through ``Highs.passModel`` (row-wise CSR built
+in one pass over PuLP's constraints). HiGHS honours its own time limit.
+
+CBC: PuLP's bundled binary, run on the MPS file PuLP writes. CBC checks ``-sec`` only
+between branch-and-bound nodes, so presolve or the root LP can overrun it; we run the
+process ourselves and kill it at the wall-clock limit (plus a small grace).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pulp
+
+from wattplan.exceptions import OptimizationError, SolverTimeoutError
+from wattplan.optimizer._model import Model
+from wattplan.optimizer._scenario import SolverOptions
+
+__all__ = ["SolveOutcome", "SolveResult", "solve"]
+
+log = logging.getLogger(__name__)
+
+
+class SolveOutcome(Enum):
+    OPTIMAL = "optimal"  # proven optimal (within the MIP gap)
+    TIME_LIMIT = "time_limit"  # stopped at the limit with a feasible solution
+    INFEASIBLE = "infeasible"
+    FAILED = "failed"
+
+
+@dataclass
+class SolveResult:
+    outcome: SolveOutcome
+    solver: str
+    seconds: float
+    objective_eur: float | None
+    mip_gap: float | None
+    message: str
+
+
+def _csr(model: Model) -> tuple[list[int], list[int], list[float], list[float], list[float]]:
+    index = {id(v): i for i, v in enumerate(model.variables)}
+    starts, cols, vals, lo, hi = [0], [], [], [], []
+    inf = float("inf")
+    for con in model.prob.constraints.values():
+        for var, coef in con.items():
+            if coef != 0.0:
+                cols.append(index[id(var)])
+                vals.append(coef)
+        starts.append(len(cols))
+        rhs = -con.constant
+        if con.sense == pulp.LpConstraintEQ:
+            lo.append(rhs)
+            hi.append(rhs)
+        elif con.sense == pulp.LpConstraintLE:
+            lo.append(-inf)
+            hi.append(rhs)
+        else:
+            lo.append(rhs)
+            hi.append(inf)
+    return starts, cols, vals, lo, hi
+
+
+_banner_lock = threading.Lock()
+_banner_done = False
+
+
+def new_highs() -> Any:
+    """A silent ``highspy.Highs``.
+
+    HiGHS's C++ constructor prints a banner to file descriptor 1 the first time it runs in a
+    process, before any option can be set; on stdout it would corrupt ``--json`` output. So
+    the first construction runs with fd 1 pointed at /dev/null (once, under a lock).
+    """
+    global _banner_done
+    import highspy
+
+    with _banner_lock:
+        if _banner_done:
+            h = highspy.Highs()  # type: ignore[no-untyped-call]
+        else:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 1)
+                h = highspy.Highs()  # type: ignore[no-untyped-call]
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+                os.close(devnull)
+            _banner_done = True
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def to_highs(model: Model, options: SolverOptions) -> Any:
+    """A ``highspy.Highs`` instance holding ``model`` (also used by the benchmark)."""
+    import highspy
+
+    h = new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(options.time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+    h.setOptionValue("threads", int(options.threads))
+    h.setOptionValue("random_seed", 0)
+    inf = highspy.kHighsInf
+    variables = model.variables
+    obj = {id(v): c for v, c in model.prob.objective.items()}
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(variables)
+    starts, cols, vals, lo, hi = _csr(model)
+    lp.num_row_ = len(lo)
+    lp.col_cost_ = np.array([obj.get(id(v), 0.0) for v in variables], dtype=np.float64)
+    lp.col_lower_ = np.array(
+        [-inf if v.lowBound is None else v.lowBound for v in variables], dtype=np.float64
+    )
+    lp.col_upper_ = np.array(
+        [inf if v.upBound is None else v.upBound for v in variables], dtype=np.float64
+    )
+    lp.row_lower_ = np.array(lo, dtype=np.float64)
+    lp.row_upper_ = np.array(hi, dtype=np.float64)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(cols, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(vals, dtype=np.float64)
+    if model.is_mip:
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger
+            if v.cat == pulp.LpInteger
+            else highspy.HighsVarType.kContinuous
+            for v in variables
+        ]
+    h.passModel(lp)
+    return h
+
+
+def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
+    import highspy
+
+    t0 = time.perf_counter()
+    h = to_highs(model, options)
+    h.run()
+    seconds = time.perf_counter() - t0
+    status = h.getModelStatus()
+    info = h.getInfo()
+    ms = highspy.HighsModelStatus
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    gap = float(info.mip_gap) if model.is_mip else None
+    if status == ms.kOptimal:
+        outcome = SolveOutcome.OPTIMAL
+    elif status in (ms.kTimeLimit, ms.kIterationLimit, ms.kInterrupt) and has_solution:
+        outcome = SolveOutcome.TIME_LIMIT
+    elif status in (ms.kTimeLimit, ms.kIterationLimit):
+        raise SolverTimeoutError(f"HiGHS found no feasible plan within {options.time_limit_s:g} s")
+    elif status in (ms.kInfeasible, ms.kUnboundedOrInfeasible):
+        return SolveResult(SolveOutcome.INFEASIBLE, "highs", seconds, None, None, "infeasible")
+    else:
+        return SolveResult(
+            SolveOutcome.FAILED,
+            "highs",
+            seconds,
+            None,
+            None,
+            h.modelStatusToString(status),
+        )
+    col = h.getSolution().col_value
+    for var, val in zip(model.variables, col, strict=True):
+        var.varValue = val
+    obj = float(info.objective_function_value)
+    return SolveResult(outcome, "highs", seconds, obj, gap, h.modelStatusToString(status))
+
+
+def _solve_cbc(model: Model, options: SolverOptions) -> SolveResult:
+    cmd = pulp.PULP_CBC_CMD(msg=False)
+    path = cmd.path
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="wattplan-cbc-") as tmp:
+        mps = os.path.join(tmp, "model.mps")
+        sol = os.path.join(tmp, "model.sol")
+        vs, vnames, cnames, _ = model.prob.writeMPS(mps, rename=1)
+        args = [
+            path,
+            mps,
+            "-sec",
+            f"{options.time_limit_s:g}",
+            "-timeMode",
+            "elapsed",
+            "-ratio",
+            f"{options.mip_gap:g}",
+            "-threads",
+            str(options.threads),
+            "-randomSeed",
+            "1",
+            "-solve" if model.is_mip else "-initialSolve",
+            "-printingOptions",
+            "all",
+            "-solution",
+            sol,
+        ]
+        grace = 2.0 + 0.2 * options.time_limit_s
+        try:
+            subprocess.run(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                timeout=options.time_limit_s + grace,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SolverTimeoutError(
+                f"CBC did not stop within {options.time_limit_s + grace:g} s and was killed"
+            ) from exc
+        seconds = time.perf_counter() - t0
+        if not os.path.exists(sol):
+            raise OptimizationError("CBC wrote no solution file")
+        status, values, _, _, _, sol_status = cmd.readsol_MPS(sol, model.prob, vs, vnames, cnames)
+    for var in model.variables:
+        var.varValue = values.get(var.name, 0.0)
+    if status == pulp.LpStatusOptimal and sol_status == pulp.LpSolutionOptimal:
+        outcome = SolveOutcome.OPTIMAL
+    elif sol_status in (pulp.LpSolutionIntegerFeasible, pulp.LpSolutionOptimal):
+        outcome = SolveOutcome.TIME_LIMIT
+    elif status == pulp.LpStatusInfeasible:
+        return SolveResult(SolveOutcome.INFEASIBLE, "cbc", seconds, None, None, "infeasible")
+    elif status == pulp.LpStatusNotSolved:
+        raise SolverTimeoutError(f"CBC found no feasible plan within {options.time_limit_s:g} s")
+    else:
+        return SolveResult(SolveOutcome.FAILED, "cbc", seconds, None, None, pulp.LpStatus[status])
+    obj = float(pulp.value(model.prob.objective) or 0.0)
+    return SolveResult(outcome, "cbc", seconds, obj, None, pulp.LpStatus[status])
+
+
+def solve(model: Model, options: SolverOptions) -> SolveResult:
+    """Solve ``model``; raise :class:`SolverTimeoutError` when no plan came within the limit."""
+    try:
+        if options.name == "cbc":
+            return _solve_cbc(model, options)
+        return _solve_highs(model, options)
+    except (OptimizationError, SolverTimeoutError):
+        raise
+    except Exception as exc:  # a solver library failing in an unforeseen way
+        raise OptimizationError(f"{options.name} failed: {type(exc).__name__}: {exc}") from exc
