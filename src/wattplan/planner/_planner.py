@@ -1,0 +1,535 @@
+"""``Planner.run_once(now)``: one pass over every customer, as plain code.
+
+Per customer: fetch the published prices, decide whether anything is new (prices or a
+device state beyond the deadband), re-plan on the rolling horizon ``[now, last price)``
+if so, store the plan and hand it to the sinks. Every failure is caught per customer,
+recorded in the store (visible in ``wattplan status`` and ``/health``) and logged; the
+last good plan stays in place, marked stale with its age, and the next successful pass
+clears the mark by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from wattplan.exceptions import (
+    AccessError,
+    AuthError,
+    NomosError,
+    OptimizationError,
+    PlannerError,
+    PricesNotPublishedError,
+    ReauthorizationRequiredError,
+    ScenarioError,
+    WattplanError,
+)
+from wattplan.planner._events import EventTopic, PlanEvent
+from wattplan.planner._prices import PriceChange, decide_prices
+from wattplan.planner._state import Deadband, significant_change, validate_device_state
+from wattplan.planner._timing import floor_to_slot, require_aware
+from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
+from wattplan.planner.store import (
+    CustomerHealth,
+    DeviceState,
+    PlanStore,
+    StoredPlan,
+    state_fingerprint,
+)
+
+__all__ = ["CustomerOutcome", "Outcome", "Planner", "RunReport", "default_optimize"]
+
+logger = logging.getLogger(__name__)
+
+_BAD_STATUSES = {"infeasible", "error"}
+
+
+class Outcome(StrEnum):
+    PLANNED = "planned"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the same inputs failed before; not tried again
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerOutcome:
+    customer_id: str
+    outcome: Outcome
+    reason: str = ""
+    plan_id: int | None = None
+    error_kind: str | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    at: datetime
+    outcomes: list[CustomerOutcome] = field(default_factory=list)
+
+    def by_outcome(self, outcome: Outcome) -> list[str]:
+        return [o.customer_id for o in self.outcomes if o.outcome is outcome]
+
+    @property
+    def planned(self) -> list[str]:
+        return self.by_outcome(Outcome.PLANNED)
+
+    @property
+    def failed(self) -> list[str]:
+        return self.by_outcome(Outcome.FAILED)
+
+
+def default_optimize(scenario: Any, prices: pd.Series) -> Any:
+    """``wattplan.optimize(scenario, prices=prices)``, imported on first use."""
+    import wattplan
+
+    return wattplan.optimize(scenario, prices=prices)
+
+
+def _resolution(scenario: Any) -> timedelta:
+    value = getattr(scenario, "resolution", "15min")
+    value = getattr(value, "value", value)
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(minutes=float(value))
+    return pd.Timedelta(str(value)).to_pytimedelta()
+
+
+def _timezone(scenario: Any) -> ZoneInfo:
+    value = getattr(scenario, "timezone", "Europe/Berlin")
+    return value if isinstance(value, ZoneInfo) else ZoneInfo(str(value))
+
+
+def _status_value(plan: Any) -> str:
+    status = getattr(plan, "status", "error")
+    return str(getattr(status, "value", status))
+
+
+def _error_kind(exc: BaseException) -> tuple[str, CustomerHealth]:
+    if isinstance(exc, ReauthorizationRequiredError):
+        return "reauthorization_required", CustomerHealth.REAUTHORIZATION_REQUIRED
+    if isinstance(exc, PricesNotPublishedError):
+        return "prices_missing", CustomerHealth.ERROR
+    if isinstance(exc, NomosError):
+        return "api_error", CustomerHealth.ERROR
+    if isinstance(exc, AuthError):
+        return "auth_error", CustomerHealth.ERROR
+    if isinstance(exc, ScenarioError):
+        return "invalid_scenario", CustomerHealth.ERROR
+    if isinstance(exc, OptimizationError):
+        return "solver_error", CustomerHealth.ERROR
+    if isinstance(exc, PlannerError):
+        return "planner_error", CustomerHealth.ERROR
+    return "internal_error", CustomerHealth.ERROR
+
+
+def _safe_message(exc: BaseException) -> str:
+    # Our own errors never carry secrets (house rule); a foreign error's text might,
+    # so only its type is recorded.
+    if isinstance(exc, WattplanError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}"
+
+
+class Planner:
+    """Plans many customers in one process.
+
+    Parameters
+    ----------
+    customers:
+        The customers to plan (each with its base scenario).
+    store:
+        Where plans, device state and health live.
+    prices:
+        The price source (``NomosPriceSource`` in production).
+    optimize:
+        ``optimize(scenario, prices) -> Plan``; defaults to ``wattplan.optimize``.
+    clock:
+        Tells the time when ``run_once`` gets no ``now``.
+    sinks:
+        Callables that receive every :class:`PlanEvent` (see ``wattplan.planner.sinks``).
+    deadband:
+        Device-state drift that does not cause a re-plan.
+    max_horizon:
+        The longest window planned at once (prices may reach further).
+    workers:
+        Customers planned in parallel threads within one pass.
+    """
+
+    def __init__(
+        self,
+        *,
+        customers: Iterable[Customer],
+        store: PlanStore,
+        prices: PriceSource,
+        optimize: OptimizeFn | None = None,
+        clock: Clock | None = None,
+        sinks: Sequence[Callable[[PlanEvent], None]] = (),
+        deadband: Deadband | None = None,
+        max_horizon: timedelta = timedelta(hours=48),
+        workers: int = 1,
+    ) -> None:
+        self._customers: dict[str, Customer] = {}
+        for customer in customers:
+            if customer.id in self._customers:
+                raise PlannerError(f"customer {customer.id!r} is listed twice")
+            self._customers[customer.id] = customer
+        self.store = store
+        self._prices = prices
+        self._optimize: OptimizeFn = optimize or default_optimize
+        self.clock: Clock = clock or SystemClock()
+        self._sinks = list(sinks)
+        self._deadband = deadband or Deadband()
+        self._max_horizon = max_horizon
+        self._workers = max(1, workers)
+        self._state_listeners: list[Callable[[str], None]] = []
+        self._locks = {cid: threading.Lock() for cid in self._customers}
+        now = self.clock.now()
+        for cid in self._customers:
+            self.store.ensure_customer(cid, now=now)
+
+    def __repr__(self) -> str:
+        return f"Planner(customers={len(self._customers)}, store={self.store!r})"
+
+    # public API --------------------------------------------------------------------------
+
+    @property
+    def customer_ids(self) -> list[str]:
+        return list(self._customers)
+
+    def customer(self, customer_id: str) -> Customer:
+        try:
+            return self._customers[customer_id]
+        except KeyError:
+            raise AccessError(f"unknown customer {customer_id!r}") from None
+
+    def add_sink(self, sink: Callable[[PlanEvent], None]) -> None:
+        self._sinks.append(sink)
+
+    def on_device_state_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(customer_id)`` after a state change beyond the deadband."""
+        self._state_listeners.append(listener)
+
+    def run_once(
+        self,
+        now: datetime | None = None,
+        *,
+        fetch_prices: bool = True,
+        customer_ids: Iterable[str] | None = None,
+    ) -> RunReport:
+        """One pass: every customer (or the given ones) fetched, decided, maybe re-planned.
+
+        With ``fetch_prices=False`` the prices of each customer's latest plan are reused
+        (a re-plan after a device-state change or at a slot boundary needs no API call).
+        Never raises for one customer's failure: see the report and the store.
+        """
+        moment = require_aware(now if now is not None else self.clock.now())
+        ids = list(self._customers) if customer_ids is None else list(customer_ids)
+        report = RunReport(at=moment)
+
+        def one(cid: str) -> CustomerOutcome:
+            return self._run_customer(cid, moment, fetch_prices=fetch_prices)
+
+        if self._workers == 1 or len(ids) <= 1:
+            report.outcomes = [one(cid) for cid in ids]
+        else:
+            with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-plan") as pool:
+                report.outcomes = list(pool.map(one, ids))
+        logger.info(
+            "planner pass at %s: %d planned, %d unchanged, %d failed",
+            moment.isoformat(),
+            len(report.planned),
+            len(report.by_outcome(Outcome.UNCHANGED)),
+            len(report.failed),
+        )
+        return report
+
+    def update_device_state(
+        self,
+        customer_id: str,
+        body: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        now: datetime | None = None,
+    ) -> tuple[DeviceState, bool]:
+        """Validate and store ``{"devices": {name: {field: value}}}``.
+
+        Returns the stored state and whether it differs from the latest plan's state by
+        more than the deadband (then the listeners are told, and the scheduler re-plans).
+        Invalid input raises :class:`~wattplan.exceptions.ScenarioError` and stores nothing.
+        """
+        customer = self.customer(customer_id)
+        moment = require_aware(now if now is not None else self.clock.now())
+        clean = validate_device_state(body, scenario=customer.scenario, now=moment)
+        state = self.store.update_device_state(customer_id, clean, now=moment, replace=replace)
+        latest = self.store.latest_plan(customer_id)
+        planned = latest.device_state if latest is not None else {}
+        significant = significant_change(planned, state.devices, self._deadband)
+        logger.info(
+            "device state of %s updated to version %d (%s)",
+            customer_id,
+            state.version,
+            "re-plan" if significant else "within deadband",
+        )
+        if significant:
+            for listener in list(self._state_listeners):
+                try:
+                    listener(customer_id)
+                except Exception:
+                    logger.exception("device-state listener failed for %s", customer_id)
+        return state, significant
+
+    def plan_document(self, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """The latest plan of a customer with its freshness (``stale``, ``age_seconds``)."""
+        self.customer(customer_id)
+        moment = require_aware(now if now is not None else self.clock.now())
+        latest = self.store.latest_plan(customer_id)
+        status = self.store.status(customer_id)
+        if latest is None:
+            raise PlannerError(f"no plan yet for customer {customer_id}")
+        return plan_envelope(latest, status.as_dict(moment) if status else {}, moment)
+
+    def setpoint(self, customer_id: str, *, at: datetime | None = None) -> dict[str, Any]:
+        """The schedule row of the latest plan that covers ``at`` (default: now)."""
+        doc = self.plan_document(customer_id, now=at)
+        moment = require_aware(at if at is not None else self.clock.now())
+        row = row_at(doc["plan"], moment)
+        if row is None:
+            raise PlannerError(f"the latest plan of customer {customer_id} does not cover now")
+        return {
+            "customer_id": customer_id,
+            "at": moment.isoformat(),
+            "plan_id": doc["plan_id"],
+            "stale": doc["stale"],
+            "age_seconds": doc["age_seconds"],
+            "setpoint": row,
+        }
+
+    def publish_setpoints(self, now: datetime | None = None) -> None:
+        """Send the current slot of every customer's plan to the sinks."""
+        moment = require_aware(now if now is not None else self.clock.now())
+        for cid in self._customers:
+            try:
+                payload = self.setpoint(cid, at=moment)
+            except PlannerError:
+                continue
+            self._emit(PlanEvent(EventTopic.SETPOINT, cid, moment, payload))
+
+    def _emit(self, event: PlanEvent) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink(event)
+            except Exception as exc:  # a failing sink never stops planning
+                logger.warning(
+                    "sink %s failed for customer %s (%s): %s",
+                    getattr(sink, "name", type(sink).__name__),
+                    event.customer_id,
+                    event.topic.value,
+                    _safe_message(exc),
+                )
+
+    # one customer ------------------------------------------------------------------------
+
+    def _run_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
+        with self._locks[cid]:
+            before = self.store.status(cid)
+            try:
+                outcome = self._plan_customer(cid, now, fetch_prices=fetch_prices)
+            except Exception as exc:  # one customer never stops the others
+                kind, health = _error_kind(exc)
+                message = _safe_message(exc)
+                if isinstance(exc, WattplanError):
+                    logger.warning("customer %s: %s: %s", cid, kind, message)
+                else:
+                    logger.exception("customer %s: unexpected failure", cid)
+                try:
+                    self.store.record_failure(
+                        cid, now=now, kind=kind, message=message, health=health
+                    )
+                except PlannerError:
+                    logger.exception("customer %s: could not record the failure", cid)
+                outcome = CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
+            after = self.store.status(cid)
+            if after is not None and (before is None or before.health != after.health):
+                self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
+            return outcome
+
+    def _fetch(self, customer: Customer, now: datetime) -> pd.Series:
+        today = now.astimezone(_timezone(customer.scenario)).date()
+        try:
+            return self._prices.fetch_prices(customer, start=today, end=today + timedelta(days=1))
+        except PricesNotPublishedError:
+            return self._prices.fetch_prices(customer, start=today, end=today)
+
+    def _plan_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
+        customer = self._customers[cid]
+        latest = self.store.latest_plan(cid)
+        state = self.store.device_state(cid)
+        if fetch_prices or latest is None:
+            prices = _clean_prices(self._fetch(customer, now))
+        else:
+            prices = latest.prices
+        decision = decide_prices(latest.prices if latest is not None else None, prices)
+        reasons: list[str] = []
+        if latest is None:
+            reasons.append("initial")
+        elif decision.change is not PriceChange.UNCHANGED:
+            reasons.append(decision.change.value)
+        if latest is not None and significant_change(
+            latest.device_state, state.devices, self._deadband
+        ):
+            reasons.append("device_state")
+        attempt = f"{decision.fingerprint}|{state_fingerprint(state.devices)}"
+        if not reasons:
+            self.store.record_success(cid, now=now, attempt_key=attempt)
+            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged")
+        current = self.store.status(cid)
+        if (
+            current is not None
+            and current.health is CustomerHealth.ERROR
+            and current.error_kind in ("invalid_scenario", "infeasible")
+            and self.store.attempt_key(cid) == attempt
+        ):
+            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before")
+
+        start, end, window = self._window(customer, now, prices)
+        scenario = customer.scenario.model_copy(update={"start": start, "end": end})
+        for device, fields in state.devices.items():
+            scenario = scenario.with_device_state(device, **fields)
+        plan = self._optimize(scenario, window)
+        status = _status_value(plan)
+        if status in _BAD_STATUSES:
+            message = f"the optimizer returned a plan with status {status}"
+            self.store.record_failure(
+                cid, now=now, kind="infeasible", message=message, attempt_key=attempt
+            )
+            logger.warning("customer %s: %s", cid, message)
+            return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible")
+        stored, created = self.store.save_plan(
+            cid,
+            now=now,
+            horizon_start=start,
+            horizon_end=end,
+            reason="+".join(reasons),
+            status=status,
+            cost_eur=_num(getattr(plan, "cost_eur", None)),
+            baseline_cost_eur=_num(getattr(plan, "baseline_cost_eur", None)),
+            savings_eur=_num(getattr(plan, "savings_eur", None)),
+            prices=prices,
+            prices_fingerprint=decision.fingerprint,
+            device_state=state.devices,
+            document=plan.to_dict(),
+        )
+        self.store.record_success(cid, now=now, attempt_key=attempt)
+        logger.info(
+            "customer %s: plan %d (%s), %s to %s",
+            cid,
+            stored.id,
+            stored.reason,
+            start.isoformat(),
+            end.isoformat(),
+        )
+        if created:
+            status_now = self.store.status(cid)
+            meta = status_now.as_dict(now) if status_now else {}
+            self._emit(
+                PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(stored, meta, now))
+            )
+        return CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
+
+    def _window(
+        self, customer: Customer, now: datetime, prices: pd.Series
+    ) -> tuple[datetime, datetime, pd.Series]:
+        resolution = _resolution(customer.scenario)
+        start = floor_to_slot(now, resolution=resolution)
+        index = pd.DatetimeIndex(prices.index)
+        step = _price_step(index, resolution)
+        # the price slot that contains ``start`` and everything after it
+        first = pd.Timestamp(start) - step + pd.Timedelta(seconds=1)
+        ahead = prices[index >= first]
+        # the horizon ends at the first missing amount (or hole) after ``start``
+        end_ts = pd.Timestamp(start)
+        for ts, value in zip(pd.DatetimeIndex(ahead.index), ahead.to_numpy(), strict=True):
+            if ts > end_ts or math.isnan(value):
+                break
+            end_ts = ts + step
+        limit = pd.Timestamp(start + self._max_horizon)
+        end_ts = min(end_ts, limit)
+        end = floor_to_slot(end_ts.to_pydatetime(), resolution=resolution)
+        if end <= start:
+            raise PricesNotPublishedError(
+                f"no prices cover {start.isoformat()} for customer {customer.id}"
+            )
+        window = ahead[pd.DatetimeIndex(ahead.index) < pd.Timestamp(end)]
+        return start, end, window
+
+
+def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:
+    if len(index) > 1:
+        return pd.Timedelta(pd.Series(index[1:] - index[:-1]).min())
+    return pd.Timedelta(resolution)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _clean_prices(prices: pd.Series) -> pd.Series:
+    index = prices.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise PlannerError("the price source returned prices without a tz-aware index")
+    out = pd.Series(
+        pd.to_numeric(prices, errors="coerce").to_numpy(dtype=float),
+        index=index.tz_convert("UTC"),
+        name="price_ct_per_kwh",
+    )
+    return out[~out.index.duplicated(keep="last")].sort_index()
+
+
+def plan_envelope(plan: StoredPlan, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The JSON that the HTTP API, the webhook and MQTT carry for a plan."""
+    return {
+        "customer_id": plan.customer_id,
+        "plan_id": plan.id,
+        "made_at": plan.created_at.isoformat(),
+        "reason": plan.reason,
+        "horizon_start": plan.horizon_start.isoformat(),
+        "horizon_end": plan.horizon_end.isoformat(),
+        "prices_fingerprint": plan.prices_fingerprint,
+        "stale": bool(status.get("stale", False)),
+        "age_seconds": (now - plan.created_at).total_seconds(),
+        "health": status.get("health"),
+        "error_kind": status.get("error_kind"),
+        "plan": plan.document,
+    }
+
+
+def row_at(document: Mapping[str, Any], moment: datetime) -> dict[str, Any] | None:
+    """The schedule row of a plan document (DESIGN §4) whose slot contains ``moment``."""
+    rows = document.get("schedule") or []
+    minutes = document.get("resolution_minutes") or 15
+    step = timedelta(minutes=float(minutes))
+    for row in rows:
+        try:
+            start = datetime.fromisoformat(str(row["start"]))
+        except (KeyError, ValueError):
+            continue
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if start <= moment < start + step:
+            return dict(row)
+    return None

@@ -1,0 +1,273 @@
+"""Where plans go: a Python callback, a signed webhook, MQTT.
+
+Every sink is a callable that takes a :class:`PlanEvent`. The planner calls each sink in
+turn and logs (never raises) when one fails, so that a dead webhook endpoint or broker
+never stops planning.
+
+Webhook signature
+-----------------
+In the style of Nomos's own ``X-Nomos-Signature``: the header
+``X-Wattplan-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` signs ``f"{t}.{raw body}"``
+with the endpoint's secret. A receiver recomputes the HMAC over the raw bytes, compares in
+constant time and rejects a timestamp more than 300 s away from its clock
+(:func:`verify_signature` does all three).
+
+MQTT topics (``<prefix>`` defaults to ``wattplan``; all retained, QoS 1)
+---------------------------------------------------------------------
+``<prefix>/<customer>/plan``      the latest plan (the JSON of ``GET /customers/{id}/plan``)
+``<prefix>/<customer>/setpoint``  the slot that runs now (one schedule row), every slot
+``<prefix>/<customer>/status``    health: ok, error (stale plan kept), reauthorization_required
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from wattplan.exceptions import PlannerError
+from wattplan.planner._events import EventTopic, PlanEvent
+from wattplan.planner.store import dumps
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "CallbackSink",
+    "MqttSink",
+    "WebhookSink",
+    "sign_payload",
+    "verify_signature",
+]
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Wattplan-Signature"
+SIGNATURE_TOLERANCE_S = 300
+
+
+class CallbackSink:
+    """Calls ``callback(event)`` for the chosen topics (all by default)."""
+
+    name = "callback"
+
+    def __init__(
+        self,
+        callback: Callable[[PlanEvent], None],
+        *,
+        topics: Collection[EventTopic] = tuple(EventTopic),
+    ) -> None:
+        self._callback = callback
+        self._topics = frozenset(topics)
+
+    def __call__(self, event: PlanEvent) -> None:
+        if event.topic in self._topics:
+            self._callback(event)
+
+
+def sign_payload(secret: str | bytes, body: bytes, *, timestamp: int) -> str:
+    """The signature header value ``t=<timestamp>,v1=<hex HMAC-SHA256>`` for ``body``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(
+    secret: str | bytes,
+    header: str,
+    body: bytes,
+    *,
+    now: datetime | None = None,
+    tolerance_s: int = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Check a signature header (constant-time compare, timestamp within ``tolerance_s``)."""
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return False
+    moment = (now or datetime.now(UTC)).timestamp()
+    if abs(moment - timestamp) > tolerance_s:
+        return False
+    expected = sign_payload(secret, body, timestamp=timestamp).split("v1=", 1)[1]
+    return any(hmac.compare_digest(expected, v) for v in parts.get("v1", []))
+
+
+class WebhookSink:
+    """POSTs plan and status events as signed JSON to one URL.
+
+    The body is ``{"id", "timestamp", "topic", "context": {"customer"}, "data"}``, where
+    ``data`` is the event payload (for ``plan.created`` the plan document). ``id`` lets a
+    receiver deduplicate. Failed deliveries are retried a few times with backoff, then
+    dropped with a log line (the plan stays in the store and the HTTP API).
+    """
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: str,
+        client: httpx.Client | None = None,
+        topics: Collection[EventTopic] = (EventTopic.PLAN_CREATED, EventTopic.CUSTOMER_STATUS),
+        retries: int = 2,
+        backoff_s: float = 0.5,
+        clock: Callable[[], datetime] | None = None,
+        customer_ids: Collection[str] | None = None,
+    ) -> None:
+        if not secret:
+            raise PlannerError("a webhook needs a signing secret")
+        self._url = url
+        self._secret = secret
+        self._client = client or httpx.Client(timeout=10.0)
+        self._topics = frozenset(topics)
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._customer_ids = None if customer_ids is None else frozenset(customer_ids)
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(url={httpx.URL(self._url).copy_with(query=None)!s})"
+
+    def __call__(self, event: PlanEvent) -> None:
+        if event.topic not in self._topics:
+            return
+        if self._customer_ids is not None and event.customer_id not in self._customer_ids:
+            return
+        body = dumps(
+            {
+                "id": f"evt_{uuid.uuid4().hex}",
+                "timestamp": event.at.astimezone(UTC).isoformat(),
+                "topic": event.topic.value,
+                "context": {"customer": event.customer_id},
+                "data": dict(event.payload),
+            }
+        ).encode()
+        last: Exception | None = None
+        for attempt in range(self._retries + 1):
+            signature = sign_payload(self._secret, body, timestamp=int(self._clock().timestamp()))
+            try:
+                response = self._client.post(
+                    self._url,
+                    content=body,
+                    headers={"content-type": "application/json", SIGNATURE_HEADER: signature},
+                )
+                if response.status_code < 300:
+                    return
+                last = PlannerError(f"webhook answered {response.status_code}")
+                if response.status_code < 500 and response.status_code != 429:
+                    break
+            except httpx.HTTPError as exc:
+                last = PlannerError(f"webhook delivery failed: {type(exc).__name__}")
+            if attempt < self._retries:
+                time.sleep(self._backoff_s * 2**attempt)
+        raise last or PlannerError("webhook delivery failed")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class MqttSink:
+    """Publishes plans, setpoints and status as retained messages (paho-mqtt 2).
+
+    Topics are documented in the module docstring. Broker credentials and TLS are the
+    vendor's (the broker's ACLs keep one customer's topics from another's); the password
+    never appears in a repr or log line.
+    """
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        topic_prefix: str = "wattplan",
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        client_id: str | None = None,
+        qos: int = 1,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._prefix = topic_prefix.rstrip("/")
+        self._host, self._port, self._qos = host, port, qos
+        self._connected = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"wattplan-{uuid.uuid4().hex[:12]}",
+        )
+        if username is not None:
+            client.username_pw_set(username, password)
+        if tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        self._client = client
+        try:
+            client.connect(host, port, keepalive=60)
+        except OSError as exc:
+            raise PlannerError(
+                f"cannot connect to the MQTT broker at {host}:{port}: {type(exc).__name__}",
+                transient=True,
+            ) from exc
+        client.loop_start()
+        if not self._connected.wait(connect_timeout_s):
+            client.loop_stop()
+            raise PlannerError(f"MQTT broker at {host}:{port} did not accept the connection")
+
+    def __repr__(self) -> str:
+        return f"MqttSink(host={self._host!r}, port={self._port}, prefix={self._prefix!r})"
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        if not getattr(reason, "is_failure", False):
+            self._connected.set()
+        else:
+            logger.warning("MQTT connection refused: %s", reason)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        self._connected.clear()
+        logger.info("MQTT disconnected (%s); paho reconnects by itself", reason)
+
+    def topic(self, customer_id: str, leaf: str) -> str:
+        return f"{self._prefix}/{_topic_safe(customer_id)}/{leaf}"
+
+    def __call__(self, event: PlanEvent) -> None:
+        leaf = {
+            EventTopic.PLAN_CREATED: "plan",
+            EventTopic.SETPOINT: "setpoint",
+            EventTopic.CUSTOMER_STATUS: "status",
+        }[event.topic]
+        info = self._client.publish(
+            self.topic(event.customer_id, leaf),
+            dumps(dict(event.payload)),
+            qos=self._qos,
+            retain=True,
+        )
+        if info.rc != 0:
+            raise PlannerError(f"MQTT publish failed with code {info.rc}", transient=True)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def _topic_safe(customer_id: str) -> str:
+    if any(ch in customer_id for ch in "+#/\0") or not customer_id:
+        raise PlannerError("a customer id used in MQTT topics may not contain + # / or NUL")
+    return customer_id

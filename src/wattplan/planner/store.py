@@ -1,0 +1,599 @@
+"""The plan store: customers, plans with their history and prices, device state.
+
+SQLAlchemy 2 (Core) over SQLite by default and PostgreSQL by URL. Every table name takes
+a prefix (and optionally a schema), so that several planners or parallel test runs can
+share one database without colliding.
+
+Restart safety: a plan row is keyed by its inputs (customer, horizon start, price
+fingerprint, device-state fingerprint). Saving the same inputs twice, as a restarted
+process does when it was killed between the commit and its bookkeeping, returns the row
+that is already there instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from wattplan.exceptions import PlannerError
+
+__all__ = [
+    "CustomerHealth",
+    "CustomerStatus",
+    "DeviceState",
+    "PlanStore",
+    "StoredPlan",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CustomerHealth(StrEnum):
+    """How a customer's planning is doing."""
+
+    PENDING = "pending"  # no attempt yet
+    OK = "ok"
+    ERROR = "error"  # the last attempt failed (API, solver); last good plan kept, stale
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """A plan as stored: the plan document (DESIGN §4) plus how and when it was made."""
+
+    id: int
+    customer_id: str
+    created_at: datetime
+    horizon_start: datetime
+    horizon_end: datetime
+    reason: str
+    status: str
+    cost_eur: float | None
+    baseline_cost_eur: float | None
+    savings_eur: float | None
+    prices_fingerprint: str
+    state_fingerprint: str
+    document: dict[str, Any]
+    prices_json: str = field(repr=False)
+    device_state: dict[str, dict[str, Any]] = field(repr=False)
+
+    @property
+    def prices(self) -> pd.Series:
+        """The price curve (ct/kWh, UTC index) this plan was made on."""
+        return _prices_from_json(self.prices_json)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """The latest device state of one customer (``{device: {field: value}}``)."""
+
+    customer_id: str
+    version: int
+    devices: dict[str, dict[str, Any]]
+    updated_at: datetime | None
+
+    @property
+    def fingerprint(self) -> str:
+        return state_fingerprint(self.devices)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerStatus:
+    customer_id: str
+    health: CustomerHealth
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    failures: int
+    error_kind: str | None
+    error: str | None
+    latest_plan_id: int | None
+    latest_plan_at: datetime | None
+
+    def stale(self) -> bool:
+        """The latest plan is kept although the latest attempt failed."""
+        return self.health is not CustomerHealth.OK and self.latest_plan_id is not None
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        age = None if self.latest_plan_at is None else (now - self.latest_plan_at).total_seconds()
+        return {
+            "customer_id": self.customer_id,
+            "health": self.health.value,
+            "stale": self.stale(),
+            "plan_age_seconds": age,
+            "last_success_at": _iso(self.last_success_at),
+            "last_failure_at": _iso(self.last_failure_at),
+            "consecutive_failures": self.failures,
+            "error_kind": self.error_kind,
+            "error": self.error,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def dumps(value: Any) -> str:
+    """JSON with NaN/inf as null and datetimes as ISO 8601 (what the store and sinks send)."""
+    return json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False, default=str)
+
+
+def state_fingerprint(devices: Mapping[str, Mapping[str, Any]]) -> str:
+    return hashlib.sha256(dumps(devices).encode()).hexdigest()[:32]
+
+
+def _prices_to_json(prices: pd.Series) -> str:
+    index = pd.DatetimeIndex(prices.index).tz_convert("UTC")
+    rows = [
+        [ts.isoformat(), None if pd.isna(v) else float(v)]
+        for ts, v in zip(index, prices.to_numpy(), strict=True)
+    ]
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def _prices_from_json(text: str) -> pd.Series:
+    rows = json.loads(text)
+    index = pd.DatetimeIndex([pd.Timestamp(r[0]) for r in rows], name="start")
+    index = index.tz_convert("UTC") if len(index) else pd.DatetimeIndex([], tz="UTC", name="start")
+    values = [math.nan if r[1] is None else float(r[1]) for r in rows]
+    return pd.Series(values, index=index, name="price_ct_per_kwh", dtype=float)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _must(moment: datetime | None) -> datetime:
+    value = _aware(moment)
+    assert value is not None
+    return value
+
+
+def _tables(prefix: str, schema: str | None) -> tuple[sa.MetaData, dict[str, sa.Table]]:
+    md = sa.MetaData(schema=schema)
+    ts = sa.DateTime(timezone=True)
+    customers = sa.Table(
+        f"{prefix}customers",
+        md,
+        sa.Column("id", sa.String(200), primary_key=True),
+        sa.Column("created_at", ts, nullable=False),
+        sa.Column("health", sa.String(40), nullable=False),
+        sa.Column("last_success_at", ts),
+        sa.Column("last_failure_at", ts),
+        sa.Column("failures", sa.Integer, nullable=False, default=0),
+        sa.Column("error_kind", sa.String(80)),
+        sa.Column("error", sa.Text),
+        sa.Column("attempt_key", sa.String(200)),
+    )
+    plans = sa.Table(
+        f"{prefix}plans",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("customer_id", sa.String(200), nullable=False, index=True),
+        sa.Column("inputs_key", sa.String(64), nullable=False),
+        sa.Column("created_at", ts, nullable=False),
+        sa.Column("horizon_start", ts, nullable=False),
+        sa.Column("horizon_end", ts, nullable=False),
+        sa.Column("reason", sa.String(80), nullable=False),
+        sa.Column("status", sa.String(40), nullable=False),
+        sa.Column("cost_eur", sa.Float),
+        sa.Column("baseline_cost_eur", sa.Float),
+        sa.Column("savings_eur", sa.Float),
+        sa.Column("prices_fingerprint", sa.String(64), nullable=False),
+        sa.Column("state_fingerprint", sa.String(64), nullable=False),
+        sa.Column("prices", sa.Text, nullable=False),
+        sa.Column("device_state", sa.Text, nullable=False),
+        sa.Column("document", sa.Text, nullable=False),
+        sa.UniqueConstraint("customer_id", "inputs_key", name=f"{prefix}plans_inputs_uq"),
+    )
+    states = sa.Table(
+        f"{prefix}device_state",
+        md,
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("devices", sa.Text, nullable=False),
+        sa.Column("updated_at", ts, nullable=False),
+    )
+    return md, {"customers": customers, "plans": plans, "states": states}
+
+
+class PlanStore:
+    """Plans, device state and customer health in one SQL database.
+
+    Parameters
+    ----------
+    url:
+        SQLAlchemy URL, e.g. ``sqlite:///planner.sqlite3`` or
+        ``postgresql+psycopg://user@host:5432/db``. Credentials in the URL never appear in
+        ``repr`` or log lines.
+    table_prefix, schema:
+        Namespace for the tables; ``create_all()`` creates them if missing.
+    engine:
+        An existing engine to share (e.g. with the token vault) instead of ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        table_prefix: str = "wattplan_",
+        schema: str | None = None,
+        engine: Engine | None = None,
+        create: bool = True,
+    ) -> None:
+        if engine is None:
+            if url is None:
+                raise PlannerError("PlanStore needs a database url or an engine")
+            engine = _make_engine(url)
+        self._engine = engine
+        self._metadata, self._t = _tables(table_prefix, schema)
+        if create:
+            self.create_all()
+
+    def __repr__(self) -> str:
+        return f"PlanStore(url={self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def create_all(self) -> None:
+        try:
+            self._metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise PlannerError(
+                f"cannot create the plan store tables: {type(exc).__name__}"
+            ) from exc
+
+    def drop_all(self) -> None:
+        self._metadata.drop_all(self._engine)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise PlannerError(f"plan store failed: {type(exc).__name__}", transient=True) from exc
+
+    # customers ---------------------------------------------------------------------------
+
+    def ensure_customer(self, customer_id: str, *, now: datetime | None = None) -> None:
+        t = self._t["customers"]
+        moment = now or datetime.now(UTC)
+        with self._tx() as conn:
+            exists = conn.execute(sa.select(t.c.id).where(t.c.id == customer_id)).first()
+            if exists is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            t.insert().values(
+                                id=customer_id,
+                                created_at=moment,
+                                health=CustomerHealth.PENDING.value,
+                                failures=0,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # created concurrently
+
+    def record_success(self, customer_id: str, *, now: datetime, attempt_key: str) -> None:
+        t = self._t["customers"]
+        with self._tx() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == customer_id)
+                .values(
+                    health=CustomerHealth.OK.value,
+                    last_success_at=now,
+                    failures=0,
+                    error_kind=None,
+                    error=None,
+                    attempt_key=attempt_key,
+                )
+            )
+
+    def record_failure(
+        self,
+        customer_id: str,
+        *,
+        now: datetime,
+        kind: str,
+        message: str,
+        health: CustomerHealth = CustomerHealth.ERROR,
+        attempt_key: str | None = None,
+    ) -> None:
+        """Mark the customer failing; the message must not contain secrets."""
+        t = self._t["customers"]
+        with self._tx() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == customer_id)
+                .values(
+                    health=health.value,
+                    last_failure_at=now,
+                    failures=t.c.failures + 1,
+                    error_kind=kind,
+                    error=message[:500],
+                    attempt_key=attempt_key,
+                )
+            )
+
+    def attempt_key(self, customer_id: str) -> str | None:
+        t = self._t["customers"]
+        with self._tx() as conn:
+            value = conn.execute(sa.select(t.c.attempt_key).where(t.c.id == customer_id)).first()
+        return None if value is None else value[0]
+
+    def customer_ids(self) -> list[str]:
+        t = self._t["customers"]
+        with self._tx() as conn:
+            return [r[0] for r in conn.execute(sa.select(t.c.id).order_by(t.c.id))]
+
+    def status(self, customer_id: str) -> CustomerStatus | None:
+        statuses = self._statuses(customer_id)
+        return statuses[0] if statuses else None
+
+    def statuses(self) -> list[CustomerStatus]:
+        return self._statuses(None)
+
+    def _statuses(self, customer_id: str | None) -> list[CustomerStatus]:
+        c, p = self._t["customers"], self._t["plans"]
+        latest = (
+            sa.select(p.c.customer_id, sa.func.max(p.c.id).label("plan_id"))
+            .group_by(p.c.customer_id)
+            .subquery()
+        )
+        query = (
+            sa.select(c, latest.c.plan_id, p.c.created_at.label("plan_at"))
+            .outerjoin(latest, latest.c.customer_id == c.c.id)
+            .outerjoin(p, p.c.id == latest.c.plan_id)
+            .order_by(c.c.id)
+        )
+        if customer_id is not None:
+            query = query.where(c.c.id == customer_id)
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            CustomerStatus(
+                customer_id=r["id"],
+                health=CustomerHealth(r["health"]),
+                last_success_at=_aware(r["last_success_at"]),
+                last_failure_at=_aware(r["last_failure_at"]),
+                failures=r["failures"] or 0,
+                error_kind=r["error_kind"],
+                error=r["error"],
+                latest_plan_id=r["plan_id"],
+                latest_plan_at=_aware(r["plan_at"]),
+            )
+            for r in rows
+        ]
+
+    # plans -------------------------------------------------------------------------------
+
+    def save_plan(
+        self,
+        customer_id: str,
+        *,
+        now: datetime,
+        horizon_start: datetime,
+        horizon_end: datetime,
+        reason: str,
+        status: str,
+        cost_eur: float | None,
+        baseline_cost_eur: float | None,
+        savings_eur: float | None,
+        prices: pd.Series,
+        prices_fingerprint: str,
+        device_state: Mapping[str, Mapping[str, Any]],
+        document: Mapping[str, Any],
+    ) -> tuple[StoredPlan, bool]:
+        """Store a plan; returns ``(plan, created)``. Same inputs twice: no second row."""
+        p = self._t["plans"]
+        s_fp = state_fingerprint(device_state)
+        key = hashlib.sha256(
+            f"{horizon_start.isoformat()}|{prices_fingerprint}|{s_fp}".encode()
+        ).hexdigest()
+        row = {
+            "customer_id": customer_id,
+            "inputs_key": key,
+            "created_at": now,
+            "horizon_start": horizon_start,
+            "horizon_end": horizon_end,
+            "reason": reason,
+            "status": status,
+            "cost_eur": _finite(cost_eur),
+            "baseline_cost_eur": _finite(baseline_cost_eur),
+            "savings_eur": _finite(savings_eur),
+            "prices_fingerprint": prices_fingerprint,
+            "state_fingerprint": s_fp,
+            "prices": _prices_to_json(prices),
+            "device_state": dumps(device_state),
+            "document": dumps(document),
+        }
+        created = True
+        try:
+            with self._tx() as conn:
+                conn.execute(p.insert().values(**row))
+        except IntegrityError:
+            created = False
+            logger.info("plan for customer %s with these inputs exists already", customer_id)
+        with self._tx() as conn:
+            found = (
+                conn.execute(
+                    sa.select(p).where(p.c.customer_id == customer_id, p.c.inputs_key == key)
+                )
+                .mappings()
+                .first()
+            )
+        if found is None:  # pragma: no cover - the insert or the conflict guarantees a row
+            raise PlannerError(f"plan for customer {customer_id} vanished after saving")
+        return _plan_from_row(found), created
+
+    def latest_plan(self, customer_id: str) -> StoredPlan | None:
+        plans = self.plan_history(customer_id, limit=1)
+        return plans[0] if plans else None
+
+    def plan_history(self, customer_id: str, *, limit: int = 50) -> list[StoredPlan]:
+        """The customer's plans, newest first."""
+        p = self._t["plans"]
+        query = (
+            sa.select(p).where(p.c.customer_id == customer_id).order_by(p.c.id.desc()).limit(limit)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_plan_from_row(r) for r in rows]
+
+    def count_plans(self, customer_id: str | None = None) -> int:
+        p = self._t["plans"]
+        query = sa.select(sa.func.count()).select_from(p)
+        if customer_id is not None:
+            query = query.where(p.c.customer_id == customer_id)
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # device state ------------------------------------------------------------------------
+
+    def device_state(self, customer_id: str) -> DeviceState:
+        s = self._t["states"]
+        with self._tx() as conn:
+            row = (
+                conn.execute(sa.select(s).where(s.c.customer_id == customer_id)).mappings().first()
+            )
+        if row is None:
+            return DeviceState(customer_id, 0, {}, None)
+        return DeviceState(
+            customer_id, row["version"], json.loads(row["devices"]), _aware(row["updated_at"])
+        )
+
+    def update_device_state(
+        self,
+        customer_id: str,
+        updates: Mapping[str, Mapping[str, Any]],
+        *,
+        now: datetime,
+        replace: bool = False,
+    ) -> DeviceState:
+        """Merge ``{device: {field: value}}`` into the stored state (or replace it)."""
+        s = self._t["states"]
+        for attempt in range(3):
+            with self._tx() as conn:
+                row = (
+                    conn.execute(sa.select(s).where(s.c.customer_id == customer_id))
+                    .mappings()
+                    .first()
+                )
+                current: dict[str, dict[str, Any]] = (
+                    {} if row is None else json.loads(row["devices"])
+                )
+                merged = {} if replace else {k: dict(v) for k, v in current.items()}
+                for device, fields in updates.items():
+                    merged.setdefault(device, {}).update(_json_safe(dict(fields)))
+                text = dumps(merged)
+                if row is None:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(
+                                s.insert().values(
+                                    customer_id=customer_id, version=1, devices=text, updated_at=now
+                                )
+                            )
+                    except IntegrityError:
+                        continue  # inserted concurrently: retry as an update
+                    return DeviceState(customer_id, 1, json.loads(text), now)
+                version = int(row["version"])
+                done = conn.execute(
+                    s.update()
+                    .where(s.c.customer_id == customer_id, s.c.version == version)
+                    .values(version=version + 1, devices=text, updated_at=now)
+                )
+                if done.rowcount == 1:
+                    return DeviceState(customer_id, version + 1, json.loads(text), now)
+            logger.debug(
+                "device state of %s changed concurrently (attempt %d)", customer_id, attempt
+            )
+        raise PlannerError(f"device state of customer {customer_id} kept changing; try again")
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _plan_from_row(row: Mapping[Any, Any]) -> StoredPlan:
+    return StoredPlan(
+        id=int(row["id"]),
+        customer_id=row["customer_id"],
+        created_at=_must(row["created_at"]),
+        horizon_start=_must(row["horizon_start"]),
+        horizon_end=_must(row["horizon_end"]),
+        reason=row["reason"],
+        status=row["status"],
+        cost_eur=row["cost_eur"],
+        baseline_cost_eur=row["baseline_cost_eur"],
+        savings_eur=row["savings_eur"],
+        prices_fingerprint=row["prices_fingerprint"],
+        state_fingerprint=row["state_fingerprint"],
+        document=json.loads(row["document"]),
+        prices_json=row["prices"],
+        device_state=json.loads(row["device_state"]),
+    )
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise PlannerError("database url is not a valid SQLAlchemy URL") from exc
+    if parsed.get_backend_name() == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **({"poolclass": sa.pool.StaticPool} if memory else {"pool_pre_ping": True}),
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
