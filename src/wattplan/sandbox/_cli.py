@@ -1,0 +1,55 @@
+"""``wattplan sandbox``: serve the offline Nomos until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from wattplan.sandbox._config import DEFAULT_CLIENT_ID, DEMO_EMAIL, SandboxConfig
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sandbox",
+        help="serve the offline Nomos sandbox (a development tool)",
+        description=(
+            "Serve the offline Nomos sandbox: OAuth sign-in pages, token endpoint and the "
+            "read API with real day-ahead prices. A development tool: binds to loopback "
+            "unless --host says otherwise. One-time sign-in codes are printed to the log."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8790, help="port (0: a free one)")
+    parser.add_argument(
+        "--lenient-refresh",
+        action="store_true",
+        help="do not revoke a grant when a rotated refresh token is replayed",
+    )
+    parser.add_argument(
+        "--no-control", action="store_true", help="do not serve the /_sandbox control endpoints"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wattplan.sandbox._server import serve
+
+    config = SandboxConfig(
+        strict_refresh_reuse=not args.lenient_refresh, control_endpoints=not args.no_control
+    )
+    with serve(config, host=args.host, port=args.port) as running:
+        print(f"wattplan sandbox (development tool) on {running.base_url}", flush=True)
+        print(
+            f"  demo customer {DEMO_EMAIL}, client {DEFAULT_CLIENT_ID}; "
+            f"metadata {running.base_url}/.well-known/oauth-authorization-server",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+    return 0
