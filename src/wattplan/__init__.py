@@ -20,6 +20,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily, see __getattr__)
 _LAZY: dict[str, str] = {
     "Settings": "wattplan.settings",
+    "BacktestBattery": "wattplan.backtest",
+    "BacktestEV": "wattplan.backtest",
+    "BacktestResult": "wattplan.backtest",
+    "backtest_ev_battery": "wattplan.backtest",
+    "cheapest_hours_schedule": "wattplan.backtest",
 }
 
 __all__ = sorted(
