@@ -464,6 +464,85 @@ class Scenario(BaseModel):
         devices = [data if d.name == name else d.model_dump() for d in self.devices]
         return _validate(Scenario, {**self.model_dump(), "devices": devices}, prefix="")
 
+    def _repr_html_(self) -> str:
+        """A compact overview for Jupyter: horizon, prices, site and one row per device."""
+        import html
+
+        e = html.escape
+
+        def series(v: float | TimeSeries | None, unit: str) -> str:
+            if v is None:
+                return "–"
+            if isinstance(v, TimeSeries):
+                vals = [x * v.scale for x in v.values or []]
+                if not vals:
+                    return f"from {v.file}"
+                return f"series, {min(vals):.3g}–{max(vals):.3g} {unit} ({len(vals)} values)"
+            return f"{v:g} {unit}"
+
+        tz = self.timezone
+        start, end = pd.Timestamp(self.start).tz_convert(tz), pd.Timestamp(self.end).tz_convert(tz)
+        if self.prices is None:
+            prices = "none (pass optimize(prices=...))"
+        elif self.prices.values is not None:
+            prices = f"all-in, {len(self.prices.values)} values"
+        elif self.prices.spot_values is not None:
+            prices = (
+                f"spot, {len(self.prices.spot_values)} values + "
+                f"{self.prices.markup_ct_per_kwh:g} ct/kWh, VAT {100 * self.prices.vat:g} %"
+            )
+        else:
+            prices = "from file"
+        site = self.site
+        head = [
+            ("horizon", f"{start:%a %d %b %Y %H:%M} – {end:%a %d %b %Y %H:%M} ({tz})"),
+            ("resolution", self.resolution),
+            ("prices", prices),
+            ("base load", series(site.base_load, "kW")),
+            ("PV", series(site.pv, "kW")),
+            ("feed-in", series(site.feed_in_ct_per_kwh, "ct/kWh")),
+            (
+                "grid limits",
+                f"import {site.grid_import_limit_kw:g} kW, export {site.grid_export_limit_kw:g} kW",
+            ),
+        ]
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in head
+        )
+        devs = []
+        for d in self.devices:
+            if isinstance(d, EV):
+                need = sum(s.needed_kwh() for s in d.sessions)
+                what = f"{d.max_power_kw:g} kW, {len(d.sessions)} session(s), {need:g} kWh needed"
+            elif isinstance(d, Battery):
+                what = (
+                    f"{d.capacity_kwh:g} kWh, SoC {d.soc_kwh:g} kWh, "
+                    f"{d.max_charge_kw:g}/{d.max_discharge_kw:g} kW charge/discharge"
+                )
+            elif isinstance(d, HeatPump):
+                b = d.building
+                what = (
+                    f"{d.max_power_kw:g} kW, indoor {b.indoor_c:g} °C, comfort "
+                    f"{series(b.comfort_min_c, '°C')} to {series(b.comfort_max_c, '°C')}, "
+                    f"outdoor {series(d.outdoor_c, '°C')}"
+                )
+            else:
+                es = pd.Timestamp(d.earliest_start).tz_convert(tz)
+                le = pd.Timestamp(d.latest_end).tz_convert(tz)
+                what = (
+                    f"{len(d.profile_kw)}-step programme, peak {max(d.profile_kw):g} kW, "
+                    f"{es:%a %H:%M}–{le:%a %H:%M}"
+                )
+            devs.append(f"<tr><td>{e(d.name)}</td><td>{e(d.kind)}</td><td>{e(what)}</td></tr>")
+        devices = (
+            "<table><tr><th>device</th><th>kind</th><th>parameters</th></tr>"
+            + "".join(devs)
+            + "</table>"
+            if devs
+            else "<p>no devices</p>"
+        )
+        return f"<div><b>wattplan Scenario: {e(self.name)}</b><table>{rows}</table>{devices}</div>"
+
     def horizon(self, start: datetime, end: datetime) -> Scenario:
         """A copy with another horizon ``[start, end)``."""
         return _validate(Scenario, {**self.model_dump(), "start": start, "end": end}, prefix="")
