@@ -30,7 +30,7 @@ import pulp
 from wattplan.optimizer._inputs import ApplianceIn, BatteryIn, EVIn, HeatPumpIn, Inputs
 from wattplan.optimizer._timeseries import FloatArray
 
-__all__ = ["Model", "build_model"]
+__all__ = ["Model", "RelaxableGroup", "build_model"]
 
 # PuLP ships no type information: its variables are Any to mypy.
 Var: TypeAlias = Any
@@ -72,6 +72,17 @@ class _ApplianceVars:
 
 
 @dataclass
+class RelaxableGroup:
+    """On/off variables of one availability window that only enforce a minimum power."""
+
+    on: list[Var]
+    power: list[Var]
+    min_kw: float
+    max_kw: float
+    price: FloatArray  # import price of the window's slots, ct/kWh
+
+
+@dataclass
 class Model:
     """A built model: the PuLP problem and handles on its variables."""
 
@@ -87,6 +98,8 @@ class Model:
     heat_pumps: list[_HPVars] = field(default_factory=list)
     appliances: list[_ApplianceVars] = field(default_factory=list)
     n_binaries: int = 0
+    # on/off binaries that only enforce a minimum power: the solver tries them relaxed first
+    relaxable: list[RelaxableGroup] = field(default_factory=list)
 
     @property
     def is_mip(self) -> bool:
@@ -163,8 +176,9 @@ def _on_off(
     min_kw: float,
     min_run_slots: int,
     start_eur: float,
-) -> None:
+) -> list[tuple[list[Var], list[Var]]]:
     """On/off binaries: min power when on, exact start penalty, minimum run time."""
+    groups: list[tuple[list[Var], list[Var]]] = []
     for first, last in slots:
         on = {t: b.var(f"{name}_on_{t}", binary=True) for t in range(first, last)}
         for t in range(first, last):
@@ -179,6 +193,8 @@ def _on_off(
                 k = min(min_run_slots, last - t)
                 if k > 1:
                     b.row([*((on[tau], 1.0) for tau in range(t, t + k)), (s, -float(k))], GE, 0.0)
+        groups.append((list(on.values()), [power[t] for t in range(first, last)]))
+    return groups
 
 
 def build_model(inputs: Inputs) -> Model:
@@ -231,7 +247,10 @@ def build_model(inputs: Inputs) -> Model:
                 b.row([*energy, (sh, 1.0)], GE, s.required_kwh)
                 b.row(energy, LE, s.max_kwh)
         slots = [(s.first, s.last) for s in ev.sessions if s.last > s.first]
-        use_bin = d.min_power_kw > 0 or d.min_run_minutes > 0
+        # Starts are priced as ramp-up (kW of increase / max power): exact for full-power
+        # blocks and free of binaries. Exact start variables only come with a minimum run
+        # time, which needs them anyway (their LP relaxation is weak and slows the MIP).
+        exact_starts = d.min_run_minutes > 0
         run_slots = math.ceil(d.min_run_minutes / inputs.grid.resolution_minutes)
         for first, last in slots:
             _changes(
@@ -241,10 +260,10 @@ def build_model(inputs: Inputs) -> Model:
                 first,
                 last,
                 tie_eur_per_kw=tie,
-                up_eur_per_kw=0.0 if use_bin else d.start_penalty_eur / d.max_power_kw,
+                up_eur_per_kw=0.0 if exact_starts else d.start_penalty_eur / d.max_power_kw,
             )
-        if use_bin:
-            _on_off(
+        if d.min_power_kw > 0 or exact_starts:
+            groups = _on_off(
                 b,
                 nm,
                 x,
@@ -252,8 +271,13 @@ def build_model(inputs: Inputs) -> Model:
                 max_kw=d.max_power_kw,
                 min_kw=d.min_power_kw,
                 min_run_slots=run_slots,
-                start_eur=d.start_penalty_eur,
+                start_eur=d.start_penalty_eur if exact_starts else 0.0,
             )
+            if not exact_starts:
+                for (first, last), (on, pw) in zip(slots, groups, strict=True):
+                    model.relaxable.append(
+                        RelaxableGroup(on, pw, d.min_power_kw, d.max_power_kw, price[first:last])
+                    )
         model.evs.append(_EVVars(ev, x, short))
 
     for bat in inputs.batteries:

@@ -27,7 +27,7 @@ import numpy as np
 import pulp
 
 from wattplan.exceptions import OptimizationError, SolverTimeoutError
-from wattplan.optimizer._model import Model
+from wattplan.optimizer._model import Model, RelaxableGroup
 from wattplan.optimizer._scenario import SolverOptions
 
 __all__ = ["SolveOutcome", "SolveResult", "solve"]
@@ -149,18 +149,98 @@ def to_highs(model: Model, options: SolverOptions) -> Any:
     return h
 
 
+def _violations(model: Model, col: Any, index: dict[int, int]) -> list[RelaxableGroup]:
+    """Relaxed on/off groups in which some slot has 0 < power < minimum."""
+    return [
+        g
+        for g in model.relaxable
+        if any(1e-6 < col[index[id(v)]] < g.min_kw - 1e-6 for v in g.power)
+    ]
+
+
+def _cheapest_window(group: RelaxableGroup, col: Any, index: dict[int, int]) -> tuple[int, int]:
+    """The contiguous run of slots that delivers the relaxed energy at full power most cheaply."""
+    energy = sum(col[index[id(v)]] for v in group.power)
+    k = min(len(group.power), max(1, int(np.ceil(energy / group.max_kw - 1e-9))))
+    sums = np.convolve(group.price, np.ones(k), mode="valid")
+    first = int(np.argmin(sums))
+    return first, first + k
+
+
+def _round_relaxed(
+    h: Any, model: Model, bad: list[RelaxableGroup], index: dict[int, int], bound: float, gap: float
+) -> bool:
+    """Fix each violated group on in its cheapest window and off elsewhere; solve that LP.
+
+    Keep the result (return True) when it is within ``gap`` of the relaxation's ``bound``
+    (the guarantee a MIP solver gives); otherwise restore the bounds and return False.
+    """
+    import highspy
+
+    col = h.getSolution().col_value
+    cols: list[int] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    for g in bad:
+        a, b = _cheapest_window(g, col, index)
+        for t, v in enumerate(g.on):
+            cols.append(index[id(v)])
+            on = 1.0 if a <= t < b else 0.0
+            lower.append(on)
+            upper.append(on)
+    idx = np.array(cols, dtype=np.int32)
+    h.changeColsBounds(len(cols), idx, np.array(lower), np.array(upper))
+    h.run()
+    ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    if ok:
+        obj = float(h.getInfo().objective_function_value)
+        ok = obj - bound <= gap * max(abs(obj), 1e-9) and not _violations(
+            model, h.getSolution().col_value, index
+        )
+    if not ok:
+        h.changeColsBounds(len(cols), idx, np.zeros(len(cols)), np.ones(len(cols)))
+    return bool(ok)
+
+
 def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
     import highspy
 
     t0 = time.perf_counter()
     h = to_highs(model, options)
-    h.run()
+    index = {id(v): i for i, v in enumerate(model.variables)}
+    lazy = np.array([index[id(v)] for g in model.relaxable for v in g.on], dtype=np.int32)
+    mip_gap_override: float | None = None
+    if len(lazy):
+        # Minimum-power binaries rarely bind, so they start relaxed (an LP, or a smaller
+        # MIP). If every power is then 0 or at least the minimum, that solution is optimal
+        # for the full MIP too (the on/off variables carry no cost). If not, a rounding
+        # (cheapest full-power window per violated group) is kept when it lies within the
+        # MIP gap of the relaxation's bound; only otherwise is the full MIP solved.
+        kinds = highspy.HighsVarType
+        h.changeColsIntegrality(len(lazy), lazy, np.array([kinds.kContinuous] * len(lazy)))
+        h.run()
+        solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        bad = _violations(model, h.getSolution().col_value, index) if solved else []
+        if solved and bad:
+            bound = float(h.getInfo().objective_function_value)
+            if _round_relaxed(h, model, bad, index, bound, options.mip_gap):
+                obj = float(h.getInfo().objective_function_value)
+                mip_gap_override = (obj - bound) / max(abs(obj), 1e-9)
+            else:
+                solved = False
+        if not solved:
+            h.changeColsIntegrality(len(lazy), lazy, np.array([kinds.kInteger] * len(lazy)))
+            h.run()
+    else:
+        h.run()
     seconds = time.perf_counter() - t0
     status = h.getModelStatus()
     info = h.getInfo()
     ms = highspy.HighsModelStatus
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
     gap = float(info.mip_gap) if model.is_mip else None
+    if mip_gap_override is not None:
+        gap = max(mip_gap_override, 0.0)
     if status == ms.kOptimal:
         outcome = SolveOutcome.OPTIMAL
     elif status in (ms.kTimeLimit, ms.kIterationLimit, ms.kInterrupt) and has_solution:
