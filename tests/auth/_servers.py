@@ -86,6 +86,7 @@ class FakeAuthorizationServer:
         self.token_requests = 0
         self.reuse_detected = 0
         self.api_calls = 0
+        self.reject_all_access_tokens = False
         self.app = Starlette(
             routes=[
                 Route("/oauth/token", self._token, methods=["POST"]),
@@ -205,7 +206,12 @@ class FakeAuthorizationServer:
             self.api_calls += 1
             for record in self.grants.values():
                 expiry = record.access_tokens.get(token)
-                if expiry is not None and expiry > self.now() and not record.revoked:
+                if (
+                    expiry is not None
+                    and expiry > self.now()
+                    and not record.revoked
+                    and not self.reject_all_access_tokens
+                ):
                     return JSONResponse({"customer": record.customer})
         return JSONResponse(
             {"code": "UNAUTHORIZED", "message": "Invalid or malformed token", "requestId": "r1"},

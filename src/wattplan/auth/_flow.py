@@ -74,6 +74,11 @@ class OAuthConfig:
     scope: str | None = None
     issuer: str | None = None
 
+    def __post_init__(self) -> None:
+        secret: object = self.client_secret
+        if isinstance(secret, str):  # accept a plain string, keep it hidden
+            object.__setattr__(self, "client_secret", SecretStr(secret))
+
     @classmethod
     def for_base_url(
         cls,

@@ -60,7 +60,6 @@ class _BearerAuth(httpx.Auth):
         if response.status_code != 401:
             return
         logger.debug("API answered 401 for token version %d: refreshing once", grant.version)
-        response.close()
         grant = self._fetch(grant.version)
         self._cached = grant
         self._attach(request, grant)

@@ -1,0 +1,80 @@
+"""A separate process that uses a grant: ``python -m tests.auth._worker '<json>'``.
+
+Modes: ``burst`` (wait for a start time, then ``threads`` requests at once; prints one
+JSON line with the status codes and errors) and ``crash_after_token_response`` (refresh,
+and die with os._exit as soon as the token answer has arrived, before it is committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from wattplan.auth import OAuthConfig, TokenCipher, TokenManager, TokenVault
+
+
+class _DieAfterTokenResponse(httpx.BaseTransport):
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path.endswith("/token"):
+            response.read()
+            os._exit(137)  # killed between the token answer and the commit
+        return response
+
+
+def main(spec: dict[str, Any]) -> int:
+    vault = TokenVault(
+        spec["database_url"],
+        cipher=TokenCipher(spec["encryption_key"]),
+        table_prefix=spec["table_prefix"],
+    )
+    config = OAuthConfig(
+        client_id=spec["client_id"],
+        client_secret=spec["client_secret"],
+        authorization_endpoint=spec["token_endpoint"],
+        token_endpoint=spec["token_endpoint"],
+    )
+    if spec["mode"] == "crash_after_token_response":
+        manager = TokenManager(
+            config=config, vault=vault, http=httpx.Client(transport=_DieAfterTokenResponse())
+        )
+        manager.get_token(spec["customer_id"])
+        print(json.dumps({"survived": True}))
+        return 1
+    manager = TokenManager(
+        config=config, vault=vault, single_flight=spec.get("single_flight", True)
+    )
+    results: list[Any] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            with httpx.Client(auth=manager.auth(spec["customer_id"]), timeout=60) as client:
+                status: Any = client.get(spec["api_url"]).status_code
+        except Exception as exc:
+            status = type(exc).__name__
+        with lock:
+            results.append(status)
+
+    threads = [threading.Thread(target=one) for _ in range(spec["threads"])]
+    while time.time() < spec["start_at"]:
+        time.sleep(0.005)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.argv[1])))
