@@ -113,3 +113,32 @@ def customer_tokens(sb: RunningSandbox, **kw: object) -> dict[str, object]:
     assert r.status_code == 200, r.text
     body: dict[str, object] = r.json()
     return body
+
+
+def org_token(sb: RunningSandbox, *, auth: tuple[str, str] = DEV_AUTH) -> str:
+    """An organisation token (client credentials): sees every customer."""
+    r = httpx.post(sb.url("/oauth/token"), data={"grant_type": "client_credentials"}, auth=auth)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def headless_tokens(sb: RunningSandbox, email: str = DEMO_EMAIL) -> dict[str, object]:
+    """A customer grant made through the dev-only headless consent endpoint."""
+    verifier = new_verifier()
+    body = {
+        "client_id": DEFAULT_CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+        "email": email,
+    }
+    r = httpx.post(sb.url("/_sandbox/authorize"), json=body)
+    code = query_of(r.json()["redirect_to"])["code"]
+    tokens = exchange(sb, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    result: dict[str, object] = tokens.json()
+    return result
+
+
+def customer_token(sb: RunningSandbox, email: str = DEMO_EMAIL) -> str:
+    return str(headless_tokens(sb, email)["access_token"])
