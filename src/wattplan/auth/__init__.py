@@ -19,6 +19,7 @@ Building an auth for one customer::
 
 from __future__ import annotations
 
+from wattplan.auth._app import create_callback_app
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import (
     AuthorizationResponse,
@@ -65,6 +66,7 @@ __all__ = [
     "build_client_credentials_request",
     "build_refresh_request",
     "code_challenge_s256",
+    "create_callback_app",
     "generate_code_verifier",
     "generate_state",
     "new_pkce_pair",

@@ -375,10 +375,15 @@ class TokenManager:
                 raise self._reauth(customer_id, reason) from exc
             raise
         except OAuthError as exc:
+            # A 5xx or a garbled 200 may come after the server rotated the refresh token:
+            # the outcome is unknown, so the grant cannot be trusted any more.
+            unknown = exc.error == "invalid_response" or (exc.status_code or 0) >= 500
             dead = kind is GrantKind.AUTHORIZATION_CODE and (
-                isinstance(exc, InvalidGrantError) or exc.error == "invalid_response"
+                isinstance(exc, InvalidGrantError) or unknown
             )
-            reason = exc.error if dead else None
+            reason = None
+            if dead:
+                reason = "refresh_outcome_unknown" if unknown else exc.error
             self.vault.abandon_refresh(
                 client_id=self.client_id,
                 customer_id=customer_id,
@@ -391,7 +396,7 @@ class TokenManager:
                     customer_id,
                     exc.error,
                 )
-                raise self._reauth(customer_id, exc.error) from exc
+                raise self._reauth(customer_id, reason or exc.error) from exc
             raise
         # Anything else (a bug, KeyboardInterrupt) leaves the marker in place on purpose:
         # the outcome is unknown, the lease runs out and the next caller marks the grant.
