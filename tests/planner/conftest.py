@@ -208,10 +208,17 @@ class FakeOptimizer:
         return FakePlan("optimal", cost, cost + 1.0, 1.0, rows)
 
 
-def fake_customer(customer_id: str, **scenario_kw: Any) -> Customer:
+def fake_customer(customer_id: str, *, rolling: bool = True, **scenario_kw: Any) -> Customer:
+    """A customer on a fake scenario; ``rolling`` gives it a factory for any window."""
     t0 = datetime(2026, 1, 20, tzinfo=BERLIN)
+    template = FakeScenario(start=t0, end=t0 + timedelta(days=2), **scenario_kw)
+
+    def factory(start: datetime, end: datetime) -> FakeScenario:
+        return replace(template, start=start, end=end)
+
     return Customer(
         id=customer_id,
-        scenario=FakeScenario(start=t0, end=t0 + timedelta(days=1), **scenario_kw),
+        scenario=template,
         subscription_id=f"sub_{customer_id}",
+        scenario_factory=factory if rolling else None,
     )

@@ -339,3 +339,27 @@ def test_setpoint_is_the_row_covering_now(
     planner.publish_setpoints()
     assert [e.topic for e in events] == [EventTopic.SETPOINT]
     assert events[0].payload["setpoint"] == body["setpoint"]
+
+
+def test_a_fixed_scenario_is_planned_inside_its_own_window(
+    store: PlanStore, clock: FakeClock, source: FakePriceSource
+) -> None:
+    optimizer = FakeOptimizer()
+    planner = Planner(
+        customers=[fake_customer("c1", rolling=False)],  # data for 2026-01-20 and -21 only
+        store=store,
+        prices=source,
+        optimize=optimizer,
+        clock=clock,
+    )
+    clock.set(datetime(2026, 1, 21, 15, 0, tzinfo=BERLIN))  # prices reach 2026-01-23 00:00
+    assert planner.run_once().planned == ["c1"]
+    scenario, _ = optimizer.calls[-1]
+    assert scenario.end == datetime(2026, 1, 22, tzinfo=BERLIN)
+    clock.set(datetime(2026, 1, 22, 15, 0, tzinfo=BERLIN))  # new prices, window is over
+    report = planner.run_once()
+    assert report.failed == ["c1"]
+    status = store.status("c1")
+    assert status is not None
+    assert status.error_kind == "invalid_scenario"
+    assert "scenario factory" in (status.error or "")

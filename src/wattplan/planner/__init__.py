@@ -25,6 +25,7 @@ from wattplan.planner._types import (
     OptimizeFn,
     PlanLike,
     PriceSource,
+    ScenarioFactory,
     ScenarioLike,
     SystemClock,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "PriceDecision",
     "PriceSource",
     "RunReport",
+    "ScenarioFactory",
     "ScenarioLike",
     "SlotTrigger",
     "StoredPlan",

@@ -402,7 +402,7 @@ class Planner:
             return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before")
 
         start, end, window = self._window(customer, now, prices)
-        scenario = customer.scenario.model_copy(update={"start": start, "end": end})
+        scenario = _scenario_for(customer, start, end)
         for device, fields in state.devices.items():
             scenario = scenario.with_device_state(device, **fields)
         plan = self._optimize(scenario, window)
@@ -469,8 +469,32 @@ class Planner:
             raise PricesNotPublishedError(
                 f"no prices cover {start.isoformat()} for customer {customer.id}"
             )
+        if customer.scenario_factory is None:
+            # a fixed scenario carries data (load, PV, weather, sessions) for its own
+            # window only: plan inside it
+            own_start = require_aware(customer.scenario.start, "scenario.start")
+            own_end = require_aware(customer.scenario.end, "scenario.end")
+            start, end = max(start, own_start), min(end, own_end)
+            if end <= start:
+                raise ScenarioError(
+                    key="end",
+                    reason=(
+                        f"the scenario of customer {customer.id} ends at {own_end.isoformat()}; "
+                        "nothing left to plan (give a scenario factory for rolling use)"
+                    ),
+                )
         window = ahead[pd.DatetimeIndex(ahead.index) < pd.Timestamp(end)]
         return start, end, window
+
+
+def _scenario_for(customer: Customer, start: datetime, end: datetime) -> Any:
+    if customer.scenario_factory is not None:
+        return customer.scenario_factory(start, end)
+    base = customer.scenario
+    horizon = getattr(base, "horizon", None)
+    if callable(horizon):
+        return horizon(start, end)
+    return base.model_copy(update={"start": start, "end": end})
 
 
 def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:

@@ -21,6 +21,7 @@ __all__ = [
     "PlanLike",
     "PlanSink",
     "PriceSource",
+    "ScenarioFactory",
     "ScenarioLike",
     "SystemClock",
 ]
@@ -77,6 +78,9 @@ class PlanLike(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+ScenarioFactory = Callable[[datetime, datetime], Any]
+"""``factory(start, end) -> Scenario`` for the window ``[start, end)``."""
+
 OptimizeFn = Callable[[Any, pd.Series], PlanLike]
 """``optimize(scenario, prices) -> Plan``; the default wraps ``wattplan.optimize``."""
 
@@ -108,12 +112,18 @@ class Customer:
     window along with the clock and the published prices. ``subscription_id`` and
     ``grant`` are handed to the price source untouched (``grant`` is typically the
     ``(client_id, nomos_customer_id)`` pair of the stored OAuth grant).
+
+    A fixed ``scenario`` carries its data (base load, PV, weather, EV sessions) for its own
+    window, so the planner plans inside that window only. For open-ended rolling use give a
+    ``scenario_factory(start, end) -> Scenario`` that builds the household for any window;
+    ``scenario`` then only supplies device names, resolution and timezone.
     """
 
     id: str
     scenario: Any
     subscription_id: str | None = None
     grant: tuple[str, str] | None = None
+    scenario_factory: ScenarioFactory | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:

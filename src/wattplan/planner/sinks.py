@@ -200,6 +200,7 @@ class MqttSink:
         client_id: str | None = None,
         qos: int = 1,
         connect_timeout_s: float = 10.0,
+        publish_timeout_s: float = 10.0,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -207,6 +208,7 @@ class MqttSink:
         self._prefix = topic_prefix.rstrip("/")
         self._host, self._port, self._qos = host, port, qos
         self._connected = threading.Event()
+        self._publish_timeout_s = publish_timeout_s
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"wattplan-{uuid.uuid4().hex[:12]}",
@@ -261,6 +263,13 @@ class MqttSink:
         )
         if info.rc != 0:
             raise PlannerError(f"MQTT publish failed with code {info.rc}", transient=True)
+        if self._qos > 0:
+            try:
+                info.wait_for_publish(self._publish_timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                raise PlannerError(f"MQTT publish failed: {exc}", transient=True) from exc
+            if not info.is_published():
+                raise PlannerError("the MQTT broker did not acknowledge in time", transient=True)
 
     def close(self) -> None:
         self._client.loop_stop()
