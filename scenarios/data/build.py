@@ -48,6 +48,13 @@ def main() -> None:
         pd.DataFrame({"start": _local(load.index), "kw": load.values}).to_csv(
             HERE / f"{stem}-load.csv", index=False
         )
+        if stem == "battery-pv-negative-prices":
+            # EEG 2023 §51 as amended by the "Solarspitzengesetz" (2025): new PV systems get
+            # no feed-in payment while the day-ahead price is negative.
+            feed = (spot >= 0).astype(float) * 7.78
+            pd.DataFrame({"start": _local(spot.index), "ct_per_kwh": feed.values}).to_csv(
+                HERE / f"{stem}-feed-in.csv", index=False
+            )
         weather = datasets.read_weather(start, end)
         pd.DataFrame(
             {

@@ -27,6 +27,8 @@ class Flows:
     charged_kwh: dict[str, FloatArray] = field(default_factory=dict)  # EV, cumulative
     indoor_c: dict[str, FloatArray] = field(default_factory=dict)  # after each slot
     heat_kw: dict[str, FloatArray] = field(default_factory=dict)
+    charge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
+    discharge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
     ev_delivered_kwh: dict[str, float] = field(default_factory=dict)  # into the car battery
     appliance_start: dict[str, int | None] = field(default_factory=dict)
 
@@ -64,7 +66,9 @@ def flows_from_model(model: Model) -> Flows:
         _ev_states(inp, fl, ev.spec, kw)
     for bat in model.batteries:
         name = bat.spec.dev.name
-        fl.device_kw[name] = values(bat.c) - values(bat.d)
+        fl.charge_kw[name] = np.maximum(values(bat.c), 0.0)
+        fl.discharge_kw[name] = np.maximum(values(bat.d), 0.0)
+        fl.device_kw[name] = fl.charge_kw[name] - fl.discharge_kw[name]
         fl.soc_kwh[name] = values(bat.soc)
     for hp in model.heat_pumps:
         name = hp.spec.dev.name
@@ -179,6 +183,8 @@ def simulate_baseline(inputs: Inputs) -> Flows:
             socs[t] = soc
             net[t] += kw[t]
         fl.device_kw[bd.name] = kw
+        fl.charge_kw[bd.name] = np.maximum(kw, 0.0)
+        fl.discharge_kw[bd.name] = np.maximum(-kw, 0.0)
         fl.soc_kwh[bd.name] = socs
     fl.grid_import_kw = np.maximum(net, 0.0)
     surplus = np.maximum(-net, 0.0)

@@ -179,6 +179,9 @@ def _on_off(
 ) -> list[tuple[list[Var], list[Var]]]:
     """On/off binaries: min power when on, exact start penalty, minimum run time."""
     groups: list[tuple[list[Var], list[Var]]] = []
+    if min_run_slots > 1:
+        # "running" must mean drawing power, or a minimum run could be met at 0 kW
+        min_kw = max(min_kw, 0.01 * max_kw)
     for first, last in slots:
         on = {t: b.var(f"{name}_on_{t}", binary=True) for t in range(first, last)}
         for t in range(first, last):
@@ -262,21 +265,23 @@ def build_model(inputs: Inputs) -> Model:
                 tie_eur_per_kw=tie,
                 up_eur_per_kw=0.0 if exact_starts else d.start_penalty_eur / d.max_power_kw,
             )
-        if d.min_power_kw > 0 or exact_starts:
+        if (d.min_power_kw or 0.0) > 0 or exact_starts:
             groups = _on_off(
                 b,
                 nm,
                 x,
                 slots,
                 max_kw=d.max_power_kw,
-                min_kw=d.min_power_kw,
+                min_kw=d.min_power_kw or 0.0,
                 min_run_slots=run_slots,
                 start_eur=d.start_penalty_eur if exact_starts else 0.0,
             )
             if not exact_starts:
                 for (first, last), (on, pw) in zip(slots, groups, strict=True):
                     model.relaxable.append(
-                        RelaxableGroup(on, pw, d.min_power_kw, d.max_power_kw, price[first:last])
+                        RelaxableGroup(
+                            on, pw, d.min_power_kw or 0.0, d.max_power_kw, price[first:last]
+                        )
                     )
         model.evs.append(_EVVars(ev, x, short))
 

@@ -39,6 +39,9 @@ def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
     }
     for dev in inputs.scenario.devices:
         cols[f"{dev.name}_kw"] = fl.device_kw[dev.name]
+    for name in fl.charge_kw:
+        cols[f"{name}_charge_kw"] = fl.charge_kw[name]
+        cols[f"{name}_discharge_kw"] = fl.discharge_kw[name]
     for name, arr in fl.soc_kwh.items():
         cols[f"{name}_soc_kwh"] = arr
     for name, arr in fl.charged_kwh.items():

@@ -183,7 +183,10 @@ class Plan:
             c
             for c in df.columns
             if c not in ("feed_in_ct_per_kwh", "pv_available_kw")
-            and not c.endswith(("_charged_kwh", "_heat_kw", "_outdoor_c", "_cop"))
+            and not c.endswith(
+                ("_charged_kwh", "_heat_kw", "_outdoor_c", "_cop", "_charge_kw", "_discharge_kw")
+            )
+            and "_comfort_" not in c
         ]
         df = df[keep]
         df.index = [ts.strftime("%a %d %H:%M%z") for ts in df.index]

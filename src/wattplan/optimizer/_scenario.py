@@ -217,8 +217,12 @@ class EV(_DeviceBase):
 
     kind: Literal["ev"] = "ev"
     max_power_kw: float = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
-    min_power_kw: float = Field(
-        0.0, ge=0, description="Minimum power when charging (0 = none; >0 adds one binary/slot)."
+    min_power_kw: float | None = Field(
+        None,
+        ge=0,
+        description="Minimum power when charging, kW; default 1.4 (IEC 61851: 6 A on one "
+        "phase; a three-phase wallbox needs about 4.1). 0 allows any power. Above 0 it adds "
+        "an on/off variable per slot, which the solver only makes integral where needed.",
     )
     efficiency: float = Field(0.92, gt=0, le=1, description="AC-to-battery efficiency.")
     capacity_kwh: float | None = Field(None, gt=0, description="Usable battery capacity, kWh.")
@@ -233,6 +237,8 @@ class EV(_DeviceBase):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.min_power_kw is None:
+            self.min_power_kw = min(1.4, self.max_power_kw)
         if self.min_power_kw > self.max_power_kw:
             raise ValueError("min_power_kw must not exceed max_power_kw")
         for i, s in enumerate(self.sessions):
@@ -325,7 +331,7 @@ class HeatPump(_DeviceBase):
 
     kind: Literal["heat_pump"] = "heat_pump"
     max_power_kw: float = Field(gt=0, description="Maximum electric power, kW.")
-    building: Building
+    building: Building = Field(description="The house it heats (1R1C model).")
     outdoor_c: SeriesInput = Field(description="Outdoor temperature, °C.")
     cop: SeriesInput | None = Field(
         None,
@@ -408,10 +414,14 @@ class Scenario(BaseModel):
     prices: PriceSpec | None = Field(
         None, description="Import prices; may instead be passed to optimize(prices=...)."
     )
-    site: Site = Field(default_factory=Site)
-    devices: list[Device] = Field(default_factory=list)
-    solver: SolverOptions = Field(default_factory=SolverOptions)
-    penalties: Penalties = Field(default_factory=Penalties)
+    site: Site = Field(default_factory=Site, description="Grid connection, base load, PV.")
+    devices: list[Device] = Field(
+        default_factory=list, description="Flexible devices: ev, battery, heat_pump, appliance."
+    )
+    solver: SolverOptions = Field(default_factory=SolverOptions, description="Solver settings.")
+    penalties: Penalties = Field(
+        default_factory=Penalties, description="Prices of soft constraints and tie-breaks."
+    )
 
     @field_validator("timezone")
     @classmethod

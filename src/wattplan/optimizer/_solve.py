@@ -56,7 +56,7 @@ def _csr(model: Model) -> tuple[list[int], list[int], list[float], list[float], 
     index = {id(v): i for i, v in enumerate(model.variables)}
     starts, cols, vals, lo, hi = [0], [], [], [], []
     inf = float("inf")
-    for con in model.prob.constraints.values():
+    for con in model.prob.constraints():  # PuLP 3.3+ (and 4): a list of LpConstraint
         for var, coef in con.items():
             if coef != 0.0:
                 cols.append(index[id(var)])
@@ -266,8 +266,11 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
 
 
 def _solve_cbc(model: Model, options: SolverOptions) -> SolveResult:
-    cmd = pulp.PULP_CBC_CMD(msg=False)
-    path = cmd.path
+    from pulp.apis import coin_api
+
+    # PuLP 3 bundles CBC (the reason for pulp<4); COIN_CMD reads its solution files.
+    path = coin_api.COIN_CMD.executableExtension(coin_api.pulp_cbc_path)
+    cmd = coin_api.COIN_CMD(path=path, msg=False)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wattplan-cbc-") as tmp:
         mps = os.path.join(tmp, "model.mps")

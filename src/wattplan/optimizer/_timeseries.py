@@ -131,6 +131,7 @@ def align_series(
     # coverage check: each slot [a, b) must lie inside the union of covered, non-NaN pieces
     ok_pieces = np.flatnonzero(~nan)
     slot_ok = np.zeros(grid.n, dtype=bool)
+    seg_end = np.zeros(0)
     if ok_pieces.size:
         # merge contiguous good pieces into intervals
         p_start = stamps[ok_pieces]
@@ -151,7 +152,15 @@ def align_series(
                 f"(series runs from {first.isoformat()} to {last.isoformat()})"
             )
         else:
-            why = f"has a hole: no value for the slot at {at.isoformat()}"
+            # where the covered stretch that reaches into this slot ends
+            a = edges[bad]
+            before = seg_end[seg_end <= edges[bad + 1] + 1e-6] if ok_pieces.size else seg_end
+            gap_s = float(max([x for x in before if x >= a - 1e-6], default=a))
+            gap = pd.Timestamp(round(gap_s), unit="s", tz="UTC")
+            why = (
+                f"has a hole: no value from {gap.isoformat()} (needed for the slot at "
+                f"{at.isoformat()})"
+            )
         raise error(key=key, reason=why)
 
     # exact integral of the step function at the slot edges

@@ -1,0 +1,173 @@
+"""An independent audit of a Plan: every constraint of DESIGN.md §3 re-checked from the
+schedule and the scenario alone (not from the LP), and the cost recomputed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattplan import EV, Appliance, Battery, HeatPump, Plan, PlanStatus, Scenario
+
+TOL = 1e-6
+
+
+def _slot_ok(
+    index: pd.DatetimeIndex, step: pd.Timedelta, a: pd.Timestamp, b: pd.Timestamp
+) -> np.ndarray:
+    """Slots that lie wholly inside [a, b)."""
+    return np.asarray((index >= a) & (index + step <= b))
+
+
+def recompute_cost_eur(plan: Plan) -> float:
+    df = plan.schedule
+    dt = plan.resolution_minutes / 60.0
+    return float(
+        (
+            dt
+            * (df.price_ct_per_kwh * df.grid_import_kw - df.feed_in_ct_per_kwh * df.grid_export_kw)
+        ).sum()
+        / 100.0
+    )
+
+
+def check_plan(plan: Plan, scenario: Scenario) -> None:
+    """Assert every physical constraint and the cost; raise AssertionError naming the first."""
+    assert plan.status in (PlanStatus.OPTIMAL, PlanStatus.FEASIBLE_WITH_SHORTFALL), plan.message
+    df = plan.schedule
+    idx = pd.DatetimeIndex(df.index)
+    assert str(idx.tz) == "UTC"
+    step = pd.Timedelta(minutes=plan.resolution_minutes)
+    dt = plan.resolution_minutes / 60.0
+    expected = int((pd.Timestamp(scenario.end) - pd.Timestamp(scenario.start)) / step)
+    assert len(df) == expected, f"{len(df)} slots, expected {expected}"
+    assert (np.diff(idx.as_unit("ns").asi8) == step.value).all(), "slots are not contiguous"
+    site = scenario.site
+
+    # site bounds and balance
+    imp, exp, pv = df.grid_import_kw, df.grid_export_kw, df.pv_used_kw
+    grid_short = sum(s.amount for s in plan.shortfalls if s.kind == "grid_limit")
+    assert (imp >= -TOL).all() and (exp >= -TOL).all()
+    over = np.clip(imp - site.grid_import_limit_kw, 0, None).sum() * dt
+    assert abs(over - grid_short) < 1e-4, f"grid overload {over} vs reported {grid_short}"
+    assert (exp <= site.grid_export_limit_kw + TOL).all()
+    assert (pv >= -TOL).all() and (pv <= df.pv_available_kw + TOL).all()
+    assert (exp <= pv + TOL).all(), "export must come from PV"
+    assert not ((imp > 1e-5) & (exp > 1e-5)).any(), "import and export in the same slot"
+    devices = sum(df[f"{d.name}_kw"] for d in scenario.devices) if scenario.devices else 0.0
+    balance = imp - exp + pv - devices - df.base_load_kw
+    assert np.abs(balance).max() < 1e-5, f"grid balance off by {np.abs(balance).max()}"
+
+    for dev in scenario.devices:
+        kw = df[f"{dev.name}_kw"].to_numpy()
+        if isinstance(dev, EV):
+            _check_ev(plan, dev, kw, idx, step, dt, scenario)
+        elif isinstance(dev, Battery):
+            _check_battery(plan, dev, df, dt)
+        elif isinstance(dev, HeatPump):
+            _check_heat_pump(plan, dev, df, dt)
+        elif isinstance(dev, Appliance):
+            _check_appliance(plan, dev, kw, idx, step)
+
+    cost = recompute_cost_eur(plan)
+    assert abs(cost - plan.cost_eur) < 1e-6, f"cost {plan.cost_eur} != recomputed {cost}"
+    dev_costs = {
+        d.name: float((dt * df.price_ct_per_kwh * df[f"{d.name}_kw"]).sum() / 100)
+        for d in scenario.devices
+    }
+    for name, value in dev_costs.items():
+        assert abs(plan.device_costs_eur[name] - value) < 1e-6
+    assert abs(plan.savings_eur - (plan.baseline_cost_eur - plan.cost_eur)) < 1e-9
+
+
+def _check_ev(
+    plan: Plan,
+    dev: EV,
+    kw: np.ndarray,
+    idx: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    dt: float,
+    scenario: Scenario,
+) -> None:
+    assert (kw >= -TOL).all() and (kw <= dev.max_power_kw + TOL).all(), f"{dev.name} power bound"
+    allowed = np.zeros(len(kw), dtype=bool)
+    horizon_end = pd.Timestamp(scenario.end)
+    for s in dev.sessions:
+        a, b = pd.Timestamp(s.plug_in), pd.Timestamp(s.departure)
+        inside = _slot_ok(idx, step, a, b)
+        allowed |= inside
+        delivered = float(kw[inside].sum() * dev.efficiency * dt)
+        need = s.needed_kwh()
+        if b > horizon_end:
+            later = dev.max_power_kw * dev.efficiency * (b - horizon_end).total_seconds() / 3600
+            need = max(0.0, need - later)
+        short = sum(
+            x.amount
+            for x in plan.shortfalls
+            if x.device == dev.name and x.kind == "energy" and x.end == b.tz_convert("UTC")
+        )
+        assert delivered + short >= need - 1e-4, f"{dev.name}: {delivered} + {short} < {need}"
+        if short > 0:
+            assert delivered < need
+        if s.soc_kwh is not None and dev.capacity_kwh is not None:
+            assert s.soc_kwh + delivered <= dev.capacity_kwh + 1e-4
+        else:
+            assert delivered <= max(need, s.needed_kwh()) + 1e-4
+    assert (np.abs(kw[~allowed]) < TOL).all(), f"{dev.name} charges while not plugged in"
+    mn = dev.min_power_kw or 0.0
+    on = kw > 1e-5
+    assert (kw[on] >= mn - 1e-5).all(), f"{dev.name} below its minimum power"
+
+
+def _check_battery(plan: Plan, dev: Battery, df: pd.DataFrame, dt: float) -> None:
+    c = df[f"{dev.name}_charge_kw"].to_numpy()
+    d = df[f"{dev.name}_discharge_kw"].to_numpy()
+    soc = df[f"{dev.name}_soc_kwh"].to_numpy()
+    assert (c >= -TOL).all() and (c <= dev.max_charge_kw + TOL).all()
+    assert (d >= -TOL).all() and (d <= dev.max_discharge_kw + TOL).all()
+    assert not ((c > 1e-5) & (d > 1e-5)).any(), f"{dev.name} charges and discharges at once"
+    assert np.allclose(df[f"{dev.name}_kw"], c - d, atol=TOL)
+    prev = np.concatenate(([dev.soc_kwh], soc[:-1]))
+    expect = prev + dt * (dev.charge_efficiency * c - d / dev.discharge_efficiency)
+    assert np.abs(soc - expect).max() < 1e-6, "SoC recursion"
+    assert (soc >= dev.soc_min_kwh - 1e-6).all() and (soc <= dev.top_kwh + 1e-6).all()
+    end_target = dev.end_soc_kwh if dev.end_soc_kwh is not None else dev.soc_kwh
+    short = sum(x.amount for x in plan.shortfalls if x.device == dev.name and x.kind == "end_soc")
+    assert soc[-1] + short >= end_target - 1e-5
+
+
+def _check_heat_pump(plan: Plan, dev: HeatPump, df: pd.DataFrame, dt: float) -> None:
+    h = df[f"{dev.name}_kw"].to_numpy()
+    theta = df[f"{dev.name}_indoor_c"].to_numpy()
+    cop = df[f"{dev.name}_cop"].to_numpy()
+    out = df[f"{dev.name}_outdoor_c"].to_numpy()
+    lo = df[f"{dev.name}_comfort_min_c"].to_numpy()
+    hi = df[f"{dev.name}_comfort_max_c"].to_numpy()
+    b = dev.building
+    gains = np.full(len(h), float(b.gains_kw)) if isinstance(b.gains_kw, float) else None
+    assert gains is not None, "checks support constant gains only"
+    assert (h >= -TOL).all() and (h <= dev.max_power_kw + TOL).all()
+    prev = np.concatenate(([b.indoor_c], theta[:-1]))
+    expect = prev + dt / b.heat_capacity_kwh_per_k * (
+        cop * h - b.heat_loss_kw_per_k * (prev - out) + gains
+    )
+    assert np.abs(theta - expect).max() < 1e-6, "temperature recursion"
+    outside = (np.clip(lo - theta, 0, None) + np.clip(theta - hi, 0, None)).sum() * dt
+    reported = sum(
+        x.amount for x in plan.shortfalls if x.device == dev.name and x.kind == "comfort"
+    )
+    assert abs(outside - reported) < 1e-3, f"comfort violation {outside} K·h vs reported {reported}"
+
+
+def _check_appliance(
+    plan: Plan, dev: Appliance, kw: np.ndarray, idx: pd.DatetimeIndex, step: pd.Timedelta
+) -> None:
+    on = np.flatnonzero(kw > 1e-9)
+    if not any(s.device == dev.name and s.kind == "not_run" for s in plan.shortfalls):
+        assert on.size > 0, f"{dev.name} did not run"
+    if on.size:
+        start = int(on[0])
+        prof = np.asarray(dev.profile_kw)
+        assert np.allclose(kw[start : start + len(prof)], prof), f"{dev.name} profile broken"
+        assert np.abs(np.delete(kw, range(start, start + len(prof)))).max(initial=0) < 1e-9
+        assert idx[start] >= pd.Timestamp(dev.earliest_start)
+        assert idx[start] + step * len(prof) <= pd.Timestamp(dev.latest_end)
