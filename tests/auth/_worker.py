@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -32,10 +33,12 @@ class _DieAfterTokenResponse(httpx.BaseTransport):
 
 
 def main(spec: dict[str, Any]) -> int:
+    offset = timedelta(seconds=spec.get("clock_offset_s", 0.0))  # the sandbox's clock
     vault = TokenVault(
         spec["database_url"],
         cipher=TokenCipher(spec["encryption_key"]),
         table_prefix=spec["table_prefix"],
+        clock=lambda: datetime.now(UTC) + offset,
     )
     config = OAuthConfig(
         client_id=spec["client_id"],

@@ -739,24 +739,29 @@ def _make_engine(url: str) -> Engine:
     )
 
 
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """Let SQLAlchemy, not the sqlite3 module, emit BEGIN, so that BEGIN IMMEDIATE works.
 
     The documented recipe ("Serializable isolation / Savepoints / Transactional DDL" in
     SQLAlchemy's SQLite dialect notes): sqlite3's own implicit transactions begin late
     and deferred, which would let two writers read the same row before either locks it.
+    Installed once per engine (several vaults may share one).
     """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA busy_timeout = 60000")
-            cursor.execute("PRAGMA journal_mode = WAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+    if not event.contains(engine, "connect", _sqlite_on_connect):
+        event.listen(engine, "connect", _sqlite_on_connect)
+    if not event.contains(engine, "begin", _sqlite_on_begin):
+        event.listen(engine, "begin", _sqlite_on_begin)
