@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily, see __getattr__)
 _LAZY: dict[str, str] = {
     "Settings": "wattplan.settings",
+    "NomosClient": "wattplan.nomos",
     "BacktestBattery": "wattplan.backtest",
     "BacktestEV": "wattplan.backtest",
     "BacktestResult": "wattplan.backtest",
