@@ -100,6 +100,8 @@ class Model:
     n_binaries: int = 0
     # on/off binaries that only enforce a minimum power: the solver tries them relaxed first
     relaxable: list[RelaxableGroup] = field(default_factory=list)
+    # direction binaries (z, a, b): a > 0 needs z = 1, b > 0 needs z = 0; no cost of their own
+    exclusive: list[tuple[Var, Var, Var]] = field(default_factory=list)
 
     @property
     def is_mip(self) -> bool:
@@ -218,6 +220,7 @@ def build_model(inputs: Inputs) -> Model:
     for t in range(n):
         b.cost(u[t], dt * price[t] / 100.0)
         b.cost(o[t], dt * price[t] / 100.0 + dt * pen.grid_overload_eur_per_kwh)
+    model = Model(inputs, b.prob, b.variables, u, o, e, v)
     for t, et in e.items():
         b.cost(et, -dt * feed[t] / 100.0)
         b.row([(et, 1.0), (v[t], -1.0)], LE, 0.0)  # export only from PV
@@ -228,10 +231,10 @@ def build_model(inputs: Inputs) -> Model:
             b.row([(u[t], 1.0), (z, -big)], LE, 0.0)
             b.row([(o[t], 1.0), (z, -1e4)], LE, 0.0)
             b.row([(et, 1.0), (z, exp_lim)], LE, exp_lim)
+            model.exclusive.append((z, u[t], et))
 
     # balance terms: what devices draw in slot t (kW)
     draw: list[Terms] = [[] for _ in range(n)]
-    model = Model(inputs, b.prob, b.variables, u, o, e, v)
 
     for ev in inputs.evs:
         d = ev.dev
@@ -312,6 +315,7 @@ def build_model(inputs: Inputs) -> Model:
                 z = b.var(f"{nm}_z_{t}", binary=True)
                 b.row([(c[t], 1.0), (z, -bd.max_charge_kw)], LE, 0.0)
                 b.row([(dis[t], 1.0), (z, bd.max_discharge_kw)], LE, bd.max_discharge_kw)
+                model.exclusive.append((z, c[t], dis[t]))
             if not bd.allow_grid_charging:
                 b.row([(c[t], 1.0), *([(v[t], -1.0)] if t in v else [])], LE, 0.0)
         end_short = b.var(f"{nm}_endshort", 0.0, bat.end_kwh)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -168,7 +169,13 @@ def _cheapest_window(group: RelaxableGroup, col: Any, index: dict[int, int]) -> 
 
 
 def _round_relaxed(
-    h: Any, model: Model, bad: list[RelaxableGroup], index: dict[int, int], bound: float, gap: float
+    h: Any,
+    model: Model,
+    bad: list[RelaxableGroup],
+    index: dict[int, int],
+    bound: float,
+    gap: float,
+    run: Callable[[], None],
 ) -> bool:
     """Fix each violated group on in its cheapest window and off elsewhere; solve that LP.
 
@@ -190,7 +197,7 @@ def _round_relaxed(
             upper.append(on)
     idx = np.array(cols, dtype=np.int32)
     h.changeColsBounds(len(cols), idx, np.array(lower), np.array(upper))
-    h.run()
+    run()
     ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
     if ok:
         obj = float(h.getInfo().objective_function_value)
@@ -208,31 +215,61 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
     t0 = time.perf_counter()
     h = to_highs(model, options)
     index = {id(v): i for i, v in enumerate(model.variables)}
+    kinds = highspy.HighsVarType
     lazy = np.array([index[id(v)] for g in model.relaxable for v in g.on], dtype=np.int32)
+    directions = [(index[id(z)], index[id(a)], index[id(b)]) for z, a, b in model.exclusive]
     mip_gap_override: float | None = None
-    if len(lazy):
-        # Minimum-power binaries rarely bind, so they start relaxed (an LP, or a smaller
-        # MIP). If every power is then 0 or at least the minimum, that solution is optimal
-        # for the full MIP too (the on/off variables carry no cost). If not, a rounding
-        # (cheapest full-power window per violated group) is kept when it lies within the
-        # MIP gap of the relaxation's bound; only otherwise is the full MIP solved.
-        kinds = highspy.HighsVarType
-        h.changeColsIntegrality(len(lazy), lazy, np.array([kinds.kContinuous] * len(lazy)))
+
+    def run() -> None:
+        # one time limit for all rounds together, not per round
+        left = options.time_limit_s - (time.perf_counter() - t0)
+        h.setOptionValue("time_limit", max(0.05, left))
         h.run()
-        solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        bad = _violations(model, h.getSolution().col_value, index) if solved else []
-        if solved and bad:
+
+    def set_kind(cols: Any, kind: Any) -> None:
+        cols = np.asarray(cols, dtype=np.int32)
+        if len(cols):
+            h.changeColsIntegrality(len(cols), cols, np.array([kind] * len(cols)))
+
+    # Binaries that carry no cost and only forbid something the relaxation rarely does
+    # start relaxed: direction binaries (charge and discharge, or import and export, at
+    # once) and minimum-power on/off variables. A relaxed solution that breaks none of
+    # their rules is optimal for the full MIP too. Violated direction binaries are made
+    # integral and the model solved again (partial integrality is still a relaxation, so
+    # the argument holds each round); after three rounds all of them are.
+    set_kind([zc for zc, _a, _b in directions], kinds.kContinuous)
+    set_kind(lazy, kinds.kContinuous)
+    run()
+    pending = list(directions)
+    for _round in range(4):
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal or not pending:
+            break
+        col = h.getSolution().col_value
+        bad = [zc for zc, ac, bc in pending if col[ac] > 1e-6 and col[bc] > 1e-6]
+        if not bad:
+            break
+        if _round == 3:
+            bad = [zc for zc, _a, _b in pending]
+        set_kind(bad, kinds.kInteger)
+        pending = [p for p in pending if p[0] not in set(bad)]
+        run()
+    solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    if len(lazy):
+        # Minimum power: if the relaxed powers break it, round each violated group to its
+        # cheapest full-power window and keep that when it lies within the MIP gap of the
+        # relaxation's bound; only otherwise solve with the on/off variables integral.
+        bad_groups = _violations(model, h.getSolution().col_value, index) if solved else []
+        if solved and bad_groups:
             bound = float(h.getInfo().objective_function_value)
-            if _round_relaxed(h, model, bad, index, bound, options.mip_gap):
+            if _round_relaxed(h, model, bad_groups, index, bound, options.mip_gap, run):
                 obj = float(h.getInfo().objective_function_value)
                 mip_gap_override = (obj - bound) / max(abs(obj), 1e-9)
             else:
                 solved = False
-        if not solved:
-            h.changeColsIntegrality(len(lazy), lazy, np.array([kinds.kInteger] * len(lazy)))
-            h.run()
-    else:
-        h.run()
+    if not solved:
+        set_kind(lazy, kinds.kInteger)
+        set_kind([zc for zc, _a, _b in directions], kinds.kInteger)
+        run()
     seconds = time.perf_counter() - t0
     status = h.getModelStatus()
     info = h.getInfo()
