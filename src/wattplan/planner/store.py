@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -581,6 +582,8 @@ def _make_engine(url: str) -> Engine:
         raise PlannerError("database url is not a valid SQLAlchemy URL") from exc
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
+        if not memory and parsed.database and not parsed.database.startswith("file:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},

@@ -1,0 +1,180 @@
+"""``wattplan run``, ``wattplan status`` and ``wattplan demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = ["JsonLogFormatter", "register"]
+
+_SECRETISH = re.compile(
+    r"(?i)(bearer\s+|access_token=|refresh_token=|code=|client_secret=|password=)[^\s&\"',]+"
+)
+
+
+def _redact(text: str) -> str:
+    return _SECRETISH.sub(lambda m: m.group(1) + "[redacted]", text)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line; anything that looks like a credential is redacted.
+
+    wattplan never logs secrets on purpose; the redaction is a second line of defence for
+    messages of foreign libraries.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": _redact(record.getMessage()),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["error"] = record.exc_info[0].__name__
+            doc["traceback"] = _redact(self.formatException(record.exc_info))
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def _configure_logging(fmt: str, verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wattplan.planner._runtime import build_runtime
+    from wattplan.planner._server import serve_in_thread
+    from wattplan.planner.config import load_config
+
+    _configure_logging(args.log_format, args.verbose)
+    log = logging.getLogger("wattplan.run")
+    config = load_config(args.config)
+    if args.port is not None and config.http is not None:
+        config.http.port = args.port
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    runtime = build_runtime(config)
+    try:
+        log.info(
+            "planner starting: %d customers, database %s",
+            len(config.customers),
+            runtime.store.engine.url.render_as_string(hide_password=True),
+        )
+        runtime.scheduler.start()
+        if runtime.app is not None and config.http is not None:
+            with serve_in_thread(runtime.app, host=config.http.host, port=config.http.port) as url:
+                log.info("HTTP API on %s (health: %s/health)", url, url)
+                if args.ready_file:
+                    Path(args.ready_file).write_text(url, encoding="utf-8")
+                stop.wait()
+        else:
+            if args.ready_file:
+                Path(args.ready_file).write_text("", encoding="utf-8")
+            stop.wait()
+    finally:
+        runtime.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("planner stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from wattplan.planner.store import CustomerHealth, PlanStore
+    from wattplan.settings import Settings
+
+    url = args.database_url
+    prefix = "wattplan_"
+    if url is None and args.config is not None:
+        from wattplan.planner.config import load_config
+
+        config = load_config(args.config)
+        url, prefix = config.database_url, config.table_prefix
+    url = url or Settings().database_url
+    store = PlanStore(url, table_prefix=prefix, create=False)
+    try:
+        now = datetime.now(UTC)
+        statuses = [s.as_dict(now) for s in store.statuses()]
+    finally:
+        store.dispose()
+    if args.json:
+        json.dump(statuses, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{'customer':<24} {'health':<26} {'stale':<6} {'plan age':>9}  error")
+        for s in statuses:
+            age = s["plan_age_seconds"]
+            shown = "-" if age is None else f"{age / 60:.0f} min"
+            error = f"{s['error_kind']}: {s['error']}" if s["error_kind"] else ""
+            print(
+                f"{s['customer_id']:<24} {s['health']:<26} {'yes' if s['stale'] else 'no':<6} "
+                f"{shown:>9}  {error}"
+            )
+    failing = [s for s in statuses if s["health"] != CustomerHealth.OK.value]
+    return 1 if (args.strict and failing) else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from wattplan.planner._demo import run_demo
+
+    return run_demo(workdir=args.dir)
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run the planner process (polls prices, re-plans, serves plans)",
+        description="Run the planner: poll prices, re-plan on news, publish plans. "
+        "Stops cleanly on SIGTERM or SIGINT.",
+    )
+    run.add_argument("--config", required=True, type=Path, help="planner.yaml")
+    run.add_argument("--port", type=int, help="override http.port (0: a free port)")
+    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.add_argument("--ready-file", type=Path, help="write the API URL here once serving")
+    run.set_defaults(func=_run)
+
+    status = subparsers.add_parser(
+        "status",
+        help="show each customer's planning health from the database",
+        description="Health of every planned customer: ok, error (stale plan kept) or "
+        "reauthorization_required, with the age of the latest plan.",
+    )
+    status.add_argument("--config", type=Path, help="planner.yaml (for its database)")
+    status.add_argument("--database-url", help="default: WATTPLAN_DATABASE_URL")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--strict", action="store_true", help="exit 1 if any customer fails")
+    status.set_defaults(func=_status)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="the main job end to end on the offline sandbox (under a minute)",
+        description="Start the sandbox, connect the demo customer through OAuth, fetch "
+        "prices, plan the full household, then show the re-plan after the next publication.",
+    )
+    demo.add_argument("--dir", type=Path, help="working folder (default: a new temp folder)")
+    demo.set_defaults(func=_demo)

@@ -1,0 +1,143 @@
+"""Assemble a running planner from a :class:`PlannerConfig` (what ``wattplan run`` does)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from wattplan.exceptions import ConfigurationError
+from wattplan.planner._events import PlanEvent
+from wattplan.planner._planner import Planner
+from wattplan.planner._types import Customer
+from wattplan.planner.config import PlannerConfig
+from wattplan.planner.store import PlanStore
+from wattplan.settings import Settings
+
+__all__ = ["Runtime", "build_runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything ``wattplan run`` starts; ``close()`` stops it in reverse order."""
+
+    config: PlannerConfig
+    store: PlanStore
+    planner: Planner
+    scheduler: Any
+    app: Any | None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                logger.exception("error while shutting down")
+
+
+def build_runtime(
+    config: PlannerConfig,
+    *,
+    settings: Settings | None = None,
+    price_source: Any | None = None,
+) -> Runtime:
+    """Store, vault, Nomos client, planner, sinks, scheduler and HTTP app from a config."""
+    import wattplan
+    from wattplan.planner.api import BearerKeys, create_app
+    from wattplan.planner.scheduler import PlannerScheduler
+    from wattplan.planner.sinks import MqttSink, WebhookSink
+
+    settings = settings or Settings()
+    url = config.database_url or settings.database_url
+    closers: list[Callable[[], None]] = []
+    store = PlanStore(url, table_prefix=config.table_prefix)
+    closers.append(store.dispose)
+    if price_source is None:
+        from wattplan.auth import OAuthConfig, TokenCipher, TokenManager, TokenVault
+        from wattplan.planner._nomos import NomosPriceSource
+
+        base_url = config.nomos.base_url or settings.nomos_base_url
+        client_id = config.nomos.client_id or settings.client_id
+        if not client_id:
+            raise ConfigurationError("nomos.client_id (or WATTPLAN_CLIENT_ID) is not set")
+        vault = TokenVault(
+            url, cipher=TokenCipher.from_settings(settings), table_prefix=config.table_prefix
+        )
+        closers.append(vault.close)
+        manager = TokenManager(
+            config=OAuthConfig.for_base_url(
+                base_url,
+                client_id=client_id,
+                client_secret=settings.client_secret,
+                redirect_uri=settings.redirect_uri,
+                scope=config.nomos.scope,
+            ),
+            vault=vault,
+        )
+        closers.append(manager.close)
+        source = NomosPriceSource(
+            base_url=base_url, auth_for=lambda customer: manager.auth(customer.id)
+        )
+        closers.append(source.close)
+        price_source = source
+    sinks: list[Callable[[PlanEvent], None]] = []
+    if config.mqtt is not None:
+        mqtt = MqttSink(
+            host=config.mqtt.host,
+            port=config.mqtt.port,
+            topic_prefix=config.mqtt.topic_prefix,
+            username=config.mqtt.username,
+            password=config.mqtt.password(),
+            tls=config.mqtt.tls,
+        )
+        closers.append(mqtt.close)
+        sinks.append(mqtt)
+    for hook in config.webhooks:
+        webhook = WebhookSink(hook.url, secret=hook.secret(), customer_ids=hook.customers)
+        closers.append(webhook.close)
+        sinks.append(webhook)
+    customers = [
+        Customer(
+            id=c.id,
+            scenario=wattplan.load_scenario(c.scenario),
+            subscription_id=c.subscription_id,
+        )
+        for c in config.customers
+    ]
+    planner = Planner(
+        customers=customers,
+        store=store,
+        prices=price_source,
+        sinks=sinks,
+        deadband=config.deadband,
+        max_horizon=timedelta(hours=config.max_horizon_hours),
+        workers=config.workers,
+    )
+    scheduler = PlannerScheduler(
+        planner,
+        poll=config.polling.schedule(),
+        jitter=timedelta(seconds=config.polling.jitter_seconds),
+        slot=timedelta(minutes=config.slot_minutes),
+    )
+    closers.append(lambda: scheduler.shutdown(wait=True))
+    app = None
+    if config.http is not None:
+        keys = BearerKeys()
+        for c in config.customers:
+            key = c.api_key()
+            if key is not None:
+                keys.add_key(c.id, key)
+            if c.api_key_sha256 is not None:
+                keys.add_digest(c.id, c.api_key_sha256)
+        app = create_app(
+            planner,
+            auth=keys,
+            max_body_bytes=config.http.max_body_bytes,
+            extra_health=scheduler.health,
+        )
+    return Runtime(config, store, planner, scheduler, app, closers)

@@ -1,0 +1,181 @@
+"""``planner.yaml``: the typed configuration of ``wattplan run``.
+
+Secrets never live in the file: it names environment variables instead (``*_env`` keys),
+and the OAuth client secret and the vault's encryption key come from ``WATTPLAN_*``
+settings. Paths are relative to the config file. Example::
+
+    database_url: sqlite:///planner.sqlite3   # default: WATTPLAN_DATABASE_URL
+    nomos:
+      base_url: https://api.nomos.energy       # or a sandbox URL
+      client_id: my-hems                       # default: WATTPLAN_CLIENT_ID
+    polling: {window_start: "13:30", window_end: "16:00", dense_minutes: 5,
+              sparse_minutes: 60, jitter_seconds: 30}
+    http: {host: 127.0.0.1, port: 8080}
+    mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
+    webhooks:
+      - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
+    customers:
+      - id: customer-42
+        scenario: scenarios/full-household-48h.yaml
+        api_key_env: WATTPLAN_KEY_CUSTOMER_42     # or api_key_sha256: <hex>
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wattplan.exceptions import ConfigurationError
+from wattplan.planner._state import Deadband
+from wattplan.planner._timing import PollSchedule
+
+__all__ = [
+    "CustomerConfig",
+    "HttpConfig",
+    "MqttConfig",
+    "NomosConfig",
+    "PlannerConfig",
+    "PollingConfig",
+    "WebhookConfig",
+    "load_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _env(name: str | None, what: str) -> str | None:
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"{what}: environment variable {name} is not set")
+    return value
+
+
+class PollingConfig(_Model):
+    timezone: str = "Europe/Berlin"
+    window_start: time = time(13, 30)
+    window_end: time = time(16, 0)
+    dense_minutes: float = Field(5, gt=0, le=60)
+    sparse_minutes: float = Field(60, gt=0, le=24 * 60)
+    jitter_seconds: float = Field(30, ge=0)
+
+    def schedule(self) -> PollSchedule:
+        return PollSchedule(
+            timezone=self.timezone,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            dense=timedelta(minutes=self.dense_minutes),
+            sparse=timedelta(minutes=self.sparse_minutes),
+        )
+
+
+class NomosConfig(_Model):
+    base_url: str | None = Field(None, description="default: WATTPLAN_NOMOS_BASE_URL")
+    client_id: str | None = Field(None, description="default: WATTPLAN_CLIENT_ID")
+    scope: str | None = None
+
+
+class HttpConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(16 * 1024, gt=0, le=1024 * 1024)
+
+
+class MqttConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, le=65535)
+    topic_prefix: str = "wattplan"
+    username: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+
+    def password(self) -> str | None:
+        return _env(self.password_env, "mqtt.password_env")
+
+
+class WebhookConfig(_Model):
+    url: str
+    secret_env: str
+    customers: list[str] | None = Field(None, description="only these customers (default all)")
+
+    def secret(self) -> str:
+        value = _env(self.secret_env, f"webhook {self.url}")
+        assert value is not None
+        return value
+
+
+class CustomerConfig(_Model):
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    scenario: Path
+    subscription_id: str | None = None
+    api_key_env: str | None = None
+    api_key_sha256: str | None = None
+
+    def api_key(self) -> str | None:
+        return _env(self.api_key_env, f"customers[{self.id}].api_key_env")
+
+
+class PlannerConfig(_Model):
+    database_url: str | None = Field(None, description="default: WATTPLAN_DATABASE_URL")
+    table_prefix: str = "wattplan_"
+    nomos: NomosConfig = NomosConfig()
+    polling: PollingConfig = PollingConfig()
+    slot_minutes: int = Field(15, description="slot-boundary job period")
+    max_horizon_hours: float = Field(48, gt=0, le=24 * 7)
+    workers: int = Field(4, ge=1, le=64)
+    deadband: Deadband = Deadband()
+    http: HttpConfig | None = HttpConfig()
+    mqtt: MqttConfig | None = None
+    webhooks: list[WebhookConfig] = []
+    customers: list[CustomerConfig] = Field(min_length=1)
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _slot(cls, value: int) -> int:
+        if value not in (15, 30, 60):
+            raise ValueError("must be 15, 30 or 60")
+        return value
+
+    @field_validator("customers")
+    @classmethod
+    def _unique(cls, value: list[CustomerConfig]) -> list[CustomerConfig]:
+        seen: set[str] = set()
+        for customer in value:
+            if customer.id in seen:
+                raise ValueError(f"customer id {customer.id!r} is listed twice")
+            seen.add(customer.id)
+        return value
+
+
+def load_config(path: str | Path) -> PlannerConfig:
+    """Read and validate ``planner.yaml``; scenario paths become absolute."""
+    file = Path(path)
+    try:
+        raw: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{file}: cannot read the planner config ({exc.strerror})"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{file}: the planner config must be a mapping")
+    try:
+        config = PlannerConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(f"{file}: {problems}") from None
+    for customer in config.customers:
+        if not customer.scenario.is_absolute():
+            customer.scenario = (file.parent / customer.scenario).resolve()
+    return config
