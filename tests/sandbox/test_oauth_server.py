@@ -484,3 +484,40 @@ def test_no_token_or_code_in_the_sandbox_log(
     ):
         assert secret not in text
     assert DEV_AUTH[1] not in repr(sandbox.state.config)
+
+
+def test_recorded_exchanges_never_show_secrets(sandbox: RunningSandbox) -> None:
+    tokens = customer_tokens(sandbox)
+    httpx.get(
+        sandbox.url("/subscriptions"), headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    shown = repr(list(sandbox.state.exchanges))
+    assert str(tokens["access_token"]) not in shown
+    assert str(tokens["refresh_token"]) not in shown
+    api = [e for e in sandbox.state.exchanges if e.path == "/subscriptions"]
+    assert api[0].request_headers["authorization"] == "<redacted>"
+
+
+def test_pkce_can_be_required(sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    sb = sandbox_factory(SandboxConfig(require_pkce=True))
+    location = consent(sb, challenge=None)
+    assert query_of(location)["error"] == "invalid_request"
+    verifier = new_verifier()
+    assert exchange(sb, authorize_code(sb, verifier), verifier).status_code == 200
+
+
+def test_refresh_tokens_can_expire(sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    sb = sandbox_factory(SandboxConfig(refresh_token_lifetime_s=3600))
+    sb.clock.set(sb.clock.now())
+    rt = str(customer_tokens(sb)["refresh_token"])
+    sb.clock.advance(timedelta(hours=1, seconds=1))
+    r = refresh(sb, rt)
+    assert r.status_code == 401
+    assert _error(r) == "invalid_grant"
+
+
+def test_access_token_lifetime_is_configurable(
+    sandbox_factory: Callable[..., RunningSandbox],
+) -> None:
+    sb = sandbox_factory(SandboxConfig(access_token_lifetime_s=120))
+    assert customer_tokens(sb)["expires_in"] == 120

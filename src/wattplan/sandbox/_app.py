@@ -81,7 +81,10 @@ class _EdgeMiddleware:
                     method=scope["method"],
                     path=path,
                     query=scope.get("query_string", b"").decode("latin-1"),
-                    request_headers=headers,
+                    request_headers={
+                        k: ("<redacted>" if k in ("authorization", "cookie") else v)
+                        for k, v in headers.items()
+                    },
                     status_code=status,
                     response_headers=out_headers,
                     body=b"".join(chunks),

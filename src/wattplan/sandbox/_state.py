@@ -27,6 +27,9 @@ class Exchange:
     response_headers: dict[str, str]
     body: bytes
 
+    def __repr__(self) -> str:  # bodies and headers may hold tokens: never shown
+        return f"Exchange({self.method} {self.path} -> {self.status_code})"
+
 
 class SandboxState:
     """Everything a running sandbox knows; reachable as ``app.state.sandbox``.
