@@ -19,7 +19,12 @@ from wattplan.exceptions import WattplanError
 __all__ = ["main"]
 
 # (module that defines ``register(subparsers)``) in the order shown by ``--help``.
-_COMMAND_MODULES = ("wattplan.optimizer._cli", "wattplan.sandbox._cli", "wattplan.planner._cli")
+_COMMAND_MODULES = (
+    "wattplan.optimizer._cli",
+    "wattplan.sandbox._cli",
+    "wattplan.auth._cli",
+    "wattplan.planner._cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
