@@ -104,7 +104,7 @@ def ensure_services() -> None:
 
 def demo(args: list[str]) -> int:
     ensure_venv()
-    cmd = [str(BIN / "wattplan"), "plan", "scenarios/full-household-48h.yaml", *args]
+    cmd = [str(BIN / "wattplan"), "demo", *args]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

@@ -149,7 +149,7 @@ def run_demo(
                 f"      horizon {_local(first.horizon_start)} to {_local(first.horizon_end)} "
                 f"({len(plan.schedule)} slots)\n"
             )
-            say(_indent(plan.table(hourly=True)))
+            say(_indent(_short_table(plan.schedule)))
             say()
             say(_indent(plan.summary()))
             say()
@@ -203,7 +203,8 @@ def run_demo(
             tomorrow = plan.schedule[
                 plan.schedule.index >= pd.Timestamp(morning + timedelta(days=1))
             ]
-            say(_indent(_short_table(plan, tomorrow)))
+            say("      tomorrow, hour by hour (means):")
+            say(_indent(_short_table(tomorrow)))
             say()
             say(_indent(plan.summary()))
             png2 = folder / "wattplan-demo-replan.png"
@@ -268,17 +269,27 @@ def _state_at(plan: Any, moment: datetime) -> dict[str, dict[str, float]]:
     }
 
 
-def _short_table(plan: Any, rows: pd.DataFrame) -> str:
+_COLUMNS = {
+    "price_ct_per_kwh": "ct/kWh",
+    "grid_import_kw": "grid kW",
+    "pv_used_kw": "PV kW",
+    "car_kw": "car kW",
+    "home-battery_kw": "battery kW",
+    "heat-pump_kw": "heat kW",
+    "dishwasher_kw": "dishw. kW",
+    "home-battery_soc_kwh": "SoC kWh",
+    "heat-pump_indoor_c": "room °C",
+}
+
+
+def _short_table(rows: pd.DataFrame) -> str:
+    """Hourly means of the columns that tell the story, in local time."""
     hourly = rows.resample("1h").mean(numeric_only=True)
-    cols = [
-        c
-        for c in ("price_ct_per_kwh", "car_kw", "home-battery_kw", "heat-pump_kw", "grid_import_kw")
-        if c in hourly.columns
-    ]
-    lines = ["hour   " + "  ".join(f"{c.removesuffix('_kw'):>14}" for c in cols)]
+    cols = [c for c in _COLUMNS if c in hourly.columns]
+    lines = ["           " + "".join(f"{_COLUMNS[c]:>11}" for c in cols)]
     for ts, values in zip(pd.DatetimeIndex(hourly.index), hourly[cols].itertuples(), strict=True):
-        stamp = ts.tz_convert(BERLIN).strftime("%H:%M")
-        lines.append(f"{stamp}  " + "  ".join(f"{v:14.2f}" for v in values[1:]))
+        stamp = ts.tz_convert(BERLIN).strftime("%a %H:%M")
+        lines.append(f"{stamp:<11}" + "".join(f"{v:11.2f}" for v in values[1:]))
     return "\n".join(lines)
 
 
