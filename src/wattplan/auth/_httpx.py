@@ -9,7 +9,6 @@ processes may share one grant.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncGenerator, Generator
 
 import httpx
@@ -28,8 +27,7 @@ class _BearerAuth(httpx.Auth):
 
     def __init__(self, manager: TokenManager) -> None:
         self._manager = manager
-        self._cached: Grant | None = None
-        self._lock = threading.Lock()
+        self._cached: Grant | None = None  # replaced whole, never mutated: thread-safe
 
     def _fetch(self, rejected_version: int | None) -> Grant:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -270,7 +270,9 @@ class TokenManager:
                 client_id=self.client_id,
                 customer_id=customer_id,
             )
-        if not grant.refresh_in_flight and not self._needs_refresh(grant, rejected_version):
+        # Still good: use it, even while another worker refreshes ahead of time (a marker
+        # left by a dead attempt is dealt with when the token next needs refreshing).
+        if not self._needs_refresh(grant, rejected_version):
             return grant
         return self._refresh(customer_id, rejected_version, grant)
 
@@ -288,7 +290,7 @@ class TokenManager:
                 customer_id=customer_id,
                 kind=GrantKind.CLIENT_CREDENTIALS,
             )
-        if not grant.refresh_in_flight and not self._needs_refresh(grant, rejected_version):
+        if not self._needs_refresh(grant, rejected_version):
             return grant
         return self._refresh(customer_id, rejected_version, grant, scope=scope)
 
