@@ -521,3 +521,16 @@ def test_access_token_lifetime_is_configurable(
 ) -> None:
     sb = sandbox_factory(SandboxConfig(access_token_lifetime_s=120))
     assert customer_tokens(sb)["expires_in"] == 120
+
+
+def test_token_delay_widens_a_refresh_race(sandbox: RunningSandbox) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = str(customer_tokens(sandbox)["refresh_token"])
+    sandbox.state.faults.token_delay_s = 0.3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = sorted(pool.map(lambda _: refresh(sandbox, rt).status_code, range(4)))
+    assert codes == [200, 401, 401, 401]
+    # the first replay revokes the grant; later ones meet an already dead token
+    assert sandbox.state.counters["refresh_reuse_detected"] == 1
+    assert sandbox.state.counters["grants_revoked"] == 1

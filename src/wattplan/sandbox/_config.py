@@ -166,7 +166,8 @@ class Faults:
     """Fault-injection switches; change them at run time through ``state.faults``.
 
     Counters (``*_next``) are decremented as requests consume them. Faults apply to
-    the read API only, except ``token_500_next`` (the token endpoint).
+    the read API only, except ``token_500_next`` and ``token_delay_s`` (the token
+    endpoint).
     """
 
     rate_limit_next: int = 0
@@ -189,6 +190,8 @@ class Faults:
     """With ``malformed`` set: break only the next N responses (0: every response)."""
     token_500_next: int = 0
     """Process the next N token requests, then answer 500 (a lost token response)."""
+    token_delay_s: float = 0.0
+    """Hold every token request this long before processing it (widens refresh races)."""
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

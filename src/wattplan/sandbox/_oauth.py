@@ -19,6 +19,7 @@ Routes
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -292,6 +293,8 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 async def token(request: Request) -> Response:
     sandbox = _state(request)
     store = sandbox.oauth
+    if sandbox.faults.token_delay_s > 0:
+        await asyncio.sleep(sandbox.faults.token_delay_s)
     try:
         params = await _read_params(request)
         basic = _basic_credentials(request)
