@@ -9,6 +9,7 @@ heat pump, battery, 8 kWp PV, dishwasher) for any window in 2025–2026 from
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,12 +33,17 @@ def _series(series: pd.Series) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4)
+def _year_load(year: int, annual_kwh: float) -> pd.Series:
+    return datasets.read_household_load(year, annual_kwh=annual_kwh)
+
+
 def _load(start: datetime, end: datetime, annual_kwh: float) -> pd.Series:
     parts = []
     for year in range(start.astimezone(BERLIN).year, end.astimezone(BERLIN).year + 1):
         if year not in (2025, 2026):
             raise ScenarioError(key="start", reason="the shipped household load covers 2025-2026")
-        parts.append(datasets.read_household_load(year, annual_kwh=annual_kwh))
+        parts.append(_year_load(year, annual_kwh))
     load = pd.concat(parts)
     load = load[~load.index.duplicated()]
     index = pd.DatetimeIndex(load.index)
@@ -58,12 +64,13 @@ def demo_household(
     annual_kwh: float = 4000.0,
     battery_soc_kwh: float = 5.0,
     indoor_c: float = 21.0,
+    dishwasher: bool = True,
 ) -> Any:
     """The full household for ``[start, end)`` at 15 minutes (a ``wattplan.Scenario``).
 
     The car is plugged in at 18:00 and leaves at 07:00 every day needing
     ``ev_energy_kwh``; the dishwasher runs once, between 20:00 and 07:00 of the first
-    night that fits the window.
+    night that fits the window (``dishwasher=False``: not at all).
     """
     from wattplan.optimizer import scenario_from_dict
 
@@ -120,7 +127,7 @@ def demo_household(
         },
     ]
     day = lo.astimezone(BERLIN).date()
-    while day <= last_day:
+    while dishwasher and day <= last_day:
         earliest = max(_at(day, time(20)), lo)
         latest = _at(day + timedelta(days=1), time(7))
         if latest <= hi and latest - earliest >= timedelta(hours=2):
