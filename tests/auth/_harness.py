@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from tests.auth._servers import serve_app
 from wattplan.auth import OAuthConfig, TokenManager, TokenVault, create_callback_app
-from wattplan.exceptions import AuthError
+from wattplan.exceptions import WattplanError
 from wattplan.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_EMAIL
 
 _REQUEST_ID = re.compile(r'name="request" value="([^"]+)"')
@@ -44,7 +44,7 @@ class VendorApp:
     base_url: str
     manager: TokenManager
     transport: CountingTransport
-    errors: list[AuthError] = field(default_factory=list)
+    errors: list[WattplanError] = field(default_factory=list)
 
     @property
     def redirect_uri(self) -> str:
@@ -75,7 +75,7 @@ def vendor_app(
         )
         app = VendorApp(base_url=base_url, manager=manager, transport=transport)
 
-        def on_error(request: Request, exc: AuthError) -> Response:
+        def on_error(request: Request, exc: WattplanError) -> Response:
             app.errors.append(exc)
             return JSONResponse({"error": type(exc).__name__}, status_code=400)
 

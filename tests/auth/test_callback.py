@@ -26,6 +26,7 @@ from wattplan.exceptions import (
     GrantNotFoundError,
     InvalidGrantError,
     StateMismatchError,
+    TransportError,
 )
 from wattplan.sandbox import RunningSandbox
 
@@ -235,3 +236,15 @@ def test_token_refresh_proxy_never_hands_out_the_refresh_token(
         assert r.headers["cache-control"] == "no-store"
         other = browser.post(f"{app.base_url}/token/refresh", headers={"X-Customer": "cust-9"})
         assert other.status_code == 404
+
+
+def test_unreachable_token_endpoint_is_a_typed_transient_error(app: VendorApp) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with httpx.Client() as browser:
+        callback = walk_hosted_pages(_connect(app, browser))
+        app.transport.inner = httpx.MockTransport(refuse)  # type: ignore[assignment]
+        assert browser.get(callback).status_code == 400
+    assert [type(e) for e in app.errors] == [TransportError]
+    assert app.errors[0].transient

@@ -34,7 +34,6 @@ from wattplan.auth._manager import TokenManager
 from wattplan.auth._vault import Grant
 from wattplan.exceptions import (
     AccessDeniedError,
-    AuthError,
     GrantNotFoundError,
     OAuthError,
     ReauthorizationRequiredError,
@@ -48,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
 OnConnected = Callable[[Request, Grant], "Response | Awaitable[Response]"]
-OnError = Callable[[Request, AuthError], "Response | Awaitable[Response]"]
+OnError = Callable[[Request, WattplanError], "Response | Awaitable[Response]"]
 
 _COOKIE_PREFIX = "wattplan_oauth_"
 _NO_STORE = {
@@ -75,10 +74,10 @@ def _page(title: str, message: str, status_code: int) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=_NO_STORE)
 
 
-def _error_status(exc: AuthError) -> int:
+def _error_status(exc: WattplanError) -> int:
     if isinstance(exc, AccessDeniedError):
         return 403
-    if isinstance(exc, OAuthError) and exc.transient:
+    if exc.transient or (isinstance(exc, OAuthError) and exc.error == "invalid_client"):
         return 502
     return 400
 
@@ -106,8 +105,9 @@ def create_callback_app(
     on_error:
         Builds the answer for a failed callback; it receives the typed error
         (:class:`~wattplan.AccessDeniedError`, :class:`~wattplan.StateMismatchError`,
-        :class:`~wattplan.InvalidGrantError`, …). Default: an HTML page, 403 for a denial,
-        400 otherwise.
+        :class:`~wattplan.InvalidGrantError`, …, or :class:`~wattplan.TransportError` when
+        the token endpoint could not be reached). Default: an HTML page, 403 for a denial,
+        502 for a server-side problem, 400 otherwise.
     secure_cookies:
         Mark the state cookie ``Secure`` (default: when the redirect URI is https).
     """
@@ -145,7 +145,7 @@ def create_callback_app(
         binding = request.cookies.get(_cookie_name(state)) if state else None
         try:
             grant = await run_in_threadpool(manager.complete_authorization, params, binding=binding)
-        except AuthError as exc:
+        except WattplanError as exc:  # typed auth errors, or the token endpoint unreachable
             logger.info("authorization callback failed: %s", type(exc).__name__)
             if on_error is not None:
                 response = await _maybe_await(on_error(request, exc))

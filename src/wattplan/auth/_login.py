@@ -61,7 +61,7 @@ def run_login(
             grant = await run_in_threadpool(
                 manager.complete_authorization, dict(request.query_params)
             )
-        except AuthError as exc:
+        except WattplanError as exc:
             result["error"] = exc
             done.set()
             page = _DONE.format(
