@@ -67,6 +67,23 @@ class _EdgeMiddleware:
                         out_headers[k.decode("latin-1").lower()] = v.decode("latin-1")
             elif message["type"] == "http.response.body" and record:
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # recorded before the last byte leaves, so a client that has its
+                    # answer always finds the exchange in the record
+                    self.sandbox.exchanges.append(
+                        Exchange(
+                            method=scope["method"],
+                            path=path,
+                            query=scope.get("query_string", b"").decode("latin-1"),
+                            request_headers={
+                                k: ("<redacted>" if k in ("authorization", "cookie") else v)
+                                for k, v in headers.items()
+                            },
+                            status_code=status,
+                            response_headers=dict(out_headers),
+                            body=b"".join(chunks),
+                        )
+                    )
             await send(message)
 
         if not control and version not in KNOWN_API_VERSIONS:
@@ -75,21 +92,6 @@ class _EdgeMiddleware:
             await response(scope, receive, send_wrapper)
         else:
             await self.app(scope, receive, send_wrapper)
-        if record:
-            self.sandbox.exchanges.append(
-                Exchange(
-                    method=scope["method"],
-                    path=path,
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    request_headers={
-                        k: ("<redacted>" if k in ("authorization", "cookie") else v)
-                        for k, v in headers.items()
-                    },
-                    status_code=status,
-                    response_headers=out_headers,
-                    body=b"".join(chunks),
-                )
-            )
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
