@@ -38,3 +38,14 @@ def test_sandbox_command_serves_on_loopback() -> None:
         proc.kill()
         _, err = proc.communicate(timeout=30)
     assert "DEVELOPMENT TOOL" in err
+
+
+def test_loopback_detection() -> None:
+    from wattplan.sandbox._server import is_loopback
+
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("[::1]")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")  # noqa: S104 - a string, nothing is bound
+    assert not is_loopback("192.168.1.5")

@@ -49,6 +49,10 @@ flat Nomos body and RFC 6749 ``error``/``error_description``; ``invalid_grant`` 
 (``read:*``; writes give 403) and last 60 minutes. ``POST /oauth/revoke`` (RFC 7009)
 and ``/.well-known/oauth-authorization-server`` (RFC 8414) are there too.
 
+Page elements (stable, for browser tests): ``#email`` and ``#send-code`` on the sign-in
+page, ``#code`` and ``#verify`` on the code page, ``#allow`` and ``#deny`` on the consent
+page; each form carries the hidden ``request`` field.
+
 **The one-time code.** The sandbox sends no e-mail. The six-digit code is written to the
 ``wattplan.sandbox`` logger at WARNING level (so ``wattplan sandbox`` prints it), and
 ``GET /_sandbox/one-time-code?email=demo@example.com`` returns the last one. For demos
