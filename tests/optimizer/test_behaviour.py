@@ -223,3 +223,15 @@ def test_optimize_leaves_its_inputs_alone() -> None:
     before = sc.model_dump_json()
     wattplan.optimize(sc)
     assert sc.model_dump_json() == before
+
+
+def test_plot_shows_itself_in_a_fresh_kernel() -> None:
+    plan = wattplan.optimize(wattplan.load_scenario(ROOT / "scenarios" / "ev-overnight.yaml"))
+    png = plan.plot()._repr_png_()  # what IPython displays without %matplotlib
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_pv_no_talk_of_curtailing() -> None:
+    plan = wattplan.optimize(tiny([10.0, -5.0, 20.0], []))
+    assert "negative import prices" in plan.explanation
+    assert "PV" not in plan.explanation

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import wattplan
+import wattplan.datasets
 from tests.optimizer.helpers import T0, at, tiny
 from wattplan import PriceDataError, ScenarioError
 
@@ -173,3 +174,26 @@ def test_comfort_band_that_cannot_be_held_reports_kelvin_hours() -> None:
     assert np.allclose(plan.schedule["hp_kw"], 0.5), "heats flat out when short"
     comfort = next(s for s in plan.shortfalls if s.kind == "comfort")
     assert comfort.amount > 0 and comfort.start is not None and comfort.unit == "K·h"
+
+
+@pytest.mark.parametrize("missing", [0, 1, 5, 10])
+def test_a_missing_point_is_a_hole_wherever_it_is(missing: int) -> None:
+    idx = pd.date_range(T0, periods=16, freq="15min")
+    prices = pd.Series(20.0, index=idx).drop(idx[missing])
+    sc = tiny([0.0] * 4, resolution="60min")
+    with pytest.raises(PriceDataError, match=r"hole|does not cover"):
+        wattplan.optimize(sc, prices=prices)
+
+
+def test_hourly_then_quarter_hourly_series_is_complete() -> None:
+    # the real day-ahead market switched to quarter-hours on 2025-10-01
+    start = pd.Timestamp("2025-09-30T12:00:00+02:00")
+    spot = wattplan.datasets.read_day_ahead_prices(start, start + pd.Timedelta(days=1))
+    assert set(np.diff(spot.index.as_unit("s").asi8)) == {900, 3600}
+    sc = wattplan.scenario_from_dict(
+        {"start": start.isoformat(), "end": (start + pd.Timedelta(days=1)).isoformat()}
+    )
+    plan = wattplan.optimize(sc, prices=wattplan.datasets.all_in_price_ct_per_kwh(spot))
+    hourly = plan.schedule.price_ct_per_kwh[: 12 * 4].to_numpy().reshape(12, 4)
+    assert np.allclose(hourly, hourly[:, :1]), "each hour's price repeated on its quarter-hours"
+    assert len(plan.schedule) == 96

@@ -343,11 +343,16 @@ def _explain(
         f"The plan costs {cost:.2f} EUR against {base_cost:.2f} EUR for the household's usual "
         f"behaviour: it saves {saving:.2f} EUR ({pct:.1f} %)."
     ]
-    if (inputs.price < 0).any():
-        lines.append(
-            f"{int((inputs.price < 0).sum())} slots have negative prices: the plan draws from "
-            "the grid then and curtails PV rather than export into them."
+    negative = inputs.price < 0
+    if negative.any():
+        text = (
+            f"{int(negative.sum())} slots have negative import prices: the plan draws from "
+            "the grid then"
         )
+        if (inputs.pv[negative] > 0).any():
+            curtailed = float(np.sum((inputs.pv - plan.pv_used_kw)[negative]) * dt)
+            text += f" and curtails {curtailed:.1f} kWh of PV" if curtailed > 1e-3 else ""
+        lines.append(text + ".")
     lines.extend(per[d.name] for d in inputs.scenario.devices)
     if adj_notes:
         lines.append(

@@ -18,6 +18,21 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "PlanStatus", "Shortfall"]
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A pyplot-free Figure that Jupyter renders as an image in any kernel."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    class PlanFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", dpi=100)
+            return buf.getvalue()
+
+    return PlanFigure(figsize=figsize, layout="constrained")
+
+
 class PlanStatus(StrEnum):
     """How a plan came out."""
 
@@ -229,10 +244,13 @@ class Plan:
         )
 
     def plot(self, *, figsize: tuple[float, float] = (11.0, 7.5)) -> Figure:
-        """Prices, device power and storage states over local time, as a matplotlib Figure."""
-        from matplotlib.figure import Figure
+        """Prices, device power and storage states over local time, as a matplotlib Figure.
 
-        fig = Figure(figsize=figsize, layout="constrained")
+        The figure is not attached to pyplot (no global state, safe in threads and servers);
+        it still shows itself in Jupyter (it has a PNG representation) and saves with
+        ``fig.savefig(path)``.
+        """
+        fig = _figure(figsize)
         axes = fig.subplots(3, 1, sharex=True, height_ratios=[1.0, 1.6, 1.2])
         df = self.schedule
         if df.empty:

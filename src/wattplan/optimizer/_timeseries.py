@@ -96,6 +96,24 @@ def _as_series(value: pd.Series, key: str) -> pd.Series:
     return series
 
 
+def _coverage(stamps: FloatArray, default_step: float) -> FloatArray:
+    """Where each point's interval ends (epoch seconds), holes cut short."""
+    if len(stamps) == 1:
+        return stamps + default_step
+    gaps = np.diff(stamps)
+    if len(gaps) == 1:
+        return np.append(stamps[:-1] + gaps, stamps[-1] + gaps[-1])
+    # the gap before and after each gap; at either end, the only neighbour it has
+    prev = np.concatenate(([gaps[1]], gaps[:-1]))
+    nxt = np.concatenate((gaps[1:], [gaps[-2]]))
+    neighbour = np.maximum(prev, nxt)
+    hole = gaps > neighbour + 1e-6
+    own = np.where(hole, np.minimum(prev, nxt), gaps)
+    ends = stamps[:-1] + own
+    last = stamps[-1] + gaps[-1]
+    return np.append(ends, last)
+
+
 def align_series(
     value: pd.Series | float,
     grid: SlotGrid,
@@ -105,10 +123,12 @@ def align_series(
 ) -> FloatArray:
     """Time-weighted mean of a step series over each slot of ``grid``.
 
-    A scalar is broadcast. A series covers ``[t_i, t_i + step)`` for each of its points,
-    where ``step`` is its own regular spacing (the smallest gap between points); every
-    slot must be wholly covered by non-missing values, or ``error`` is raised naming
-    ``key`` and the first uncovered slot.
+    A scalar is broadcast. Each point of a series covers the interval up to the next point,
+    so the step may change within a series (hourly day-ahead prices until 2025-09-30, then
+    quarter-hours). A gap longer than both its neighbouring gaps is a hole: the point
+    before it covers only as long as its neighbours do. Every slot must be wholly covered
+    by non-missing values, or ``error`` is raised naming ``key`` and the first uncovered
+    slot.
     """
     if not isinstance(value, pd.Series):
         arr = np.full(grid.n, float(value))
@@ -119,12 +139,9 @@ def align_series(
     if series.empty:
         raise error(key=key, reason="series is empty")
     stamps = pd.DatetimeIndex(series.index).as_unit("ns").asi8.astype(np.float64) / 1e9
-    one_slot = grid.resolution_minutes * 60.0
-    step = float(np.min(np.diff(stamps))) if len(stamps) > 1 else one_slot
     vals = series.to_numpy(dtype=np.float64)
-    ends = np.append(stamps[1:], stamps[-1] + step)
-    # a point covers [stamp, min(next stamp, stamp + step)); a longer gap is a hole
-    covered_to = np.minimum(ends, stamps + step)
+    covered_to = _coverage(stamps, grid.resolution_minutes * 60.0)
+    step = float(covered_to[-1] - stamps[-1])
     nan = ~np.isfinite(vals)
     edges = grid.edges_s()
 
