@@ -124,6 +124,9 @@ def test_outage_keeps_the_last_good_plan_marked_stale_then_recovers(
     assert status.failures == 1
     # the setpoint for now still comes from the last good plan, flagged stale
     assert planner.setpoint("c1")["stale"] is True
+    # a slot-boundary pass (no fetch) does not pretend the API is back
+    assert planner.run_once(fetch_prices=False).by_outcome(Outcome.UNCHANGED) == ["c1"]
+    assert planner.plan_document("c1")["stale"] is True
     # publication happens during the outage; the outage ends; the planner catches up alone
     clock.set(datetime(2026, 1, 20, 15, 0, tzinfo=BERLIN))
     assert planner.run_once().failed == ["c1"]

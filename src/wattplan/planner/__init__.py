@@ -5,8 +5,9 @@ injected); ``PlannerScheduler`` (the only user of APScheduler) calls it at poll 
 slot boundaries and after device-state changes; ``create_app`` serves plans and takes device
 state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out.
 
-``PlannerScheduler`` and ``create_app`` are imported on first use (APScheduler and Starlette
-stay unloaded until then).
+``PlannerScheduler``, ``create_app``, ``NomosPriceSource``, ``demo_household`` and the config
+models are imported on first use (APScheduler, Starlette and the optimizer stay unloaded
+until then).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ from wattplan.planner.store import (
 )
 
 _LAZY = {
+    "NomosPriceSource": "wattplan.planner._nomos",
+    "demo_household": "wattplan.planner._household",
+    "PlannerConfig": "wattplan.planner.config",
+    "load_config": "wattplan.planner.config",
     "PlannerScheduler": "wattplan.planner.scheduler",
     "PollTrigger": "wattplan.planner.scheduler",
     "SlotTrigger": "wattplan.planner.scheduler",
@@ -66,12 +71,14 @@ __all__ = [
     "DeviceState",
     "EventTopic",
     "MqttSink",
+    "NomosPriceSource",
     "OptimizeFn",
     "Outcome",
     "PlanEvent",
     "PlanLike",
     "PlanStore",
     "Planner",
+    "PlannerConfig",
     "PlannerScheduler",
     "PollSchedule",
     "PollTrigger",
@@ -87,7 +94,9 @@ __all__ = [
     "WebhookSink",
     "create_app",
     "decide_prices",
+    "demo_household",
     "floor_to_slot",
+    "load_config",
     "next_slot_boundary",
     "price_fingerprint",
     "sign_payload",

@@ -52,6 +52,8 @@ __all__ = ["CustomerOutcome", "Outcome", "Planner", "RunReport", "default_optimi
 logger = logging.getLogger(__name__)
 
 _BAD_STATUSES = {"infeasible", "error"}
+# failures that only a successful price fetch clears (a re-plan on stored prices does not)
+_FETCH_ERRORS = {"api_error", "auth_error", "reauthorization_required", "prices_missing"}
 
 
 class Outcome(StrEnum):
@@ -390,7 +392,8 @@ class Planner:
             reasons.append("device_state")
         attempt = f"{decision.fingerprint}|{state_fingerprint(state.devices)}"
         if not reasons:
-            self.store.record_success(cid, now=now, attempt_key=attempt)
+            if fetch_prices:  # only a successful fetch proves the API is back
+                self.store.record_success(cid, now=now, attempt_key=attempt)
             return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged")
         current = self.store.status(cid)
         if (
@@ -429,7 +432,9 @@ class Planner:
             device_state=state.devices,
             document=plan.to_dict(),
         )
-        self.store.record_success(cid, now=now, attempt_key=attempt)
+        current = self.store.status(cid)
+        if fetch_prices or current is None or current.error_kind not in _FETCH_ERRORS:
+            self.store.record_success(cid, now=now, attempt_key=attempt)
         logger.info(
             "customer %s: plan %d (%s), %s to %s",
             cid,

@@ -372,11 +372,10 @@ class PlanStore:
 
     def _statuses(self, customer_id: str | None) -> list[CustomerStatus]:
         c, p = self._t["customers"], self._t["plans"]
-        latest = (
-            sa.select(p.c.customer_id, sa.func.max(p.c.id).label("plan_id"))
-            .group_by(p.c.customer_id)
-            .subquery()
-        )
+        latest_q = sa.select(p.c.customer_id, sa.func.max(p.c.id).label("plan_id"))
+        if customer_id is not None:
+            latest_q = latest_q.where(p.c.customer_id == customer_id)
+        latest = latest_q.group_by(p.c.customer_id).subquery()
         query = (
             sa.select(c, latest.c.plan_id, p.c.created_at.label("plan_at"))
             .outerjoin(latest, latest.c.customer_id == c.c.id)
