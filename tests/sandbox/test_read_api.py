@@ -396,3 +396,20 @@ def test_control_clock_endpoint(sandbox: RunningSandbox) -> None:
     assert state["now"].startswith("2026-11-27T13:20")
     assert httpx.post(sandbox.url("/_sandbox/clock"), json={"now": "yesterday"}).status_code == 400
     assert httpx.post(sandbox.url("/_sandbox/faults"), json={"nope": 1}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"malformed": "sometimes"},
+        {"rate_limit_next": -1},
+        {"rate_limit_next": "3"},
+        {"null_amounts": 1},
+        {"delay_s": "slow"},
+    ],
+)
+def test_fault_values_are_checked(sandbox: RunningSandbox, change: dict[str, object]) -> None:
+    r = httpx.post(sandbox.url("/_sandbox/faults"), json=change)
+    assert r.status_code == 400
+    assert sandbox.state.faults.malformed is None
+    assert sandbox.state.faults.rate_limit_next == 0

@@ -82,12 +82,36 @@ async def faults(request: Request) -> Response:
             unknown = set(data) - names
             if unknown:
                 raise ValueError(f"unknown fault switch: {sorted(unknown)[0]}")
+            for key, value in data.items():
+                _check_fault(key, value)
             with sandbox.lock:
                 for key, value in data.items():
                     setattr(sandbox.faults, key, value)
         except ValueError as exc:
             return api_error(400, str(exc))
     return JSONResponse(sandbox.faults.to_dict())
+
+
+_MALFORMED_MODES = (None, "json", "content_type", "truncated")
+
+
+def _check_fault(key: str, value: Any) -> None:
+    """Reject values of the wrong kind before they reach a running sandbox."""
+    if key == "malformed":
+        if value not in _MALFORMED_MODES:
+            raise ValueError(f"malformed: one of {_MALFORMED_MODES}")
+        return
+    if key == "rate_limit_per_s" and value is None:
+        return
+    default = getattr(Faults(), key)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    if not ok:
+        raise ValueError(f"{key}: expected a non-negative {type(default).__name__}")
 
 
 async def one_time_code(request: Request) -> Response:

@@ -304,11 +304,9 @@ async def token(request: Request) -> Response:
             body_id = params.get("client_id")
             if body_id is not None and body_id != basic[0]:
                 raise OAuthProblem("invalid_client", "client_id mismatch", status_code=401)
-            client = store.authenticate_client(basic[0], basic[1], via_basic=True)
+            client = store.authenticate_client(basic[0], basic[1])
         else:
-            client = store.authenticate_client(
-                params.get("client_id"), params.get("client_secret"), via_basic=False
-            )
+            client = store.authenticate_client(params.get("client_id"), params.get("client_secret"))
         grant_type = params.get("grant_type")
         if grant_type not in client.grant_types:
             if grant_type in ("authorization_code", "refresh_token", "client_credentials"):
@@ -345,11 +343,9 @@ async def revoke(request: Request) -> Response:
         params = await _read_params(request)
         basic = _basic_credentials(request)
         if basic is not None:
-            client = store.authenticate_client(basic[0], basic[1], via_basic=True)
+            client = store.authenticate_client(basic[0], basic[1])
         else:
-            client = store.authenticate_client(
-                params.get("client_id"), params.get("client_secret"), via_basic=False
-            )
+            client = store.authenticate_client(params.get("client_id"), params.get("client_secret"))
         tok = params.get("token")
         if not tok:
             raise OAuthProblem("invalid_request", "token is required")

@@ -231,9 +231,7 @@ class OAuthStore:
                 return c
         return None
 
-    def authenticate_client(
-        self, client_id: str | None, client_secret: str | None, *, via_basic: bool
-    ) -> OAuthClient:
+    def authenticate_client(self, client_id: str | None, client_secret: str | None) -> OAuthClient:
         """Check client credentials (constant-time); raise ``invalid_client`` otherwise."""
         client = self.client(client_id)
         problem = OAuthProblem("invalid_client", "client authentication failed", status_code=401)
