@@ -6,6 +6,10 @@ spec (``2026-05-27.curie``; a copy ships with this package as
 ``openapi.2026-05-27.curie.json``), and a test validates every response the suite
 produces against it.
 
+Prices are the real DE-LU day-ahead series shipped in :mod:`wattplan.datasets` (Data:
+Bundesnetzagentur | SMARD.de, CC BY 4.0); how they become all-in prices, and how dates
+after the shipped period are served, is described in :mod:`wattplan.sandbox._data`.
+
 Stable names
 ------------
 ``create_app(config=None, *, clock=None) -> Starlette``

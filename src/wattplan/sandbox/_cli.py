@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from wattplan.datasets import PRICE_ATTRIBUTION
 from wattplan.sandbox._config import DEFAULT_CLIENT_ID, DEMO_EMAIL, SandboxConfig
 
 __all__ = ["register"]
@@ -47,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
             f"metadata {running.base_url}/.well-known/oauth-authorization-server",
             flush=True,
         )
+        print(f"  day-ahead prices: {PRICE_ATTRIBUTION}", flush=True)
         try:
             while True:
                 time.sleep(3600)
