@@ -160,3 +160,17 @@ def test_json_log_lines_redact_credentials() -> None:
     assert "abc.def" not in line["msg"]
     assert "xyz" not in line["msg"]
     assert line["level"] == "info"
+
+
+def test_config_customers_need_a_scenario_or_an_importable_factory(tmp_path: Path) -> None:
+    from wattplan.planner import demo_household
+
+    config = tmp_path / "planner.yaml"
+    config.write_text("customers: [{id: c1, factory: 'wattplan.planner:demo_household'}]\n")
+    assert load_config(config).customers[0].load_factory() is demo_household
+    config.write_text("customers: [{id: c1, factory: 'wattplan.planner:no_such_thing'}]\n")
+    with pytest.raises(ConfigurationError, match="cannot import"):
+        load_config(config).customers[0].load_factory()
+    config.write_text("customers: [{id: c1}]\n")
+    with pytest.raises(ConfigurationError, match="scenario file or a factory"):
+        load_config(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wattplan.exceptions import ConfigurationError
@@ -101,14 +101,22 @@ def build_runtime(
         webhook = WebhookSink(hook.url, secret=hook.secret(), customer_ids=hook.customers)
         closers.append(webhook.close)
         sinks.append(webhook)
-    customers = [
-        Customer(
-            id=c.id,
-            scenario=wattplan.load_scenario(c.scenario),
-            subscription_id=c.subscription_id,
+    customers = []
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for c in config.customers:
+        factory = c.load_factory()
+        if c.scenario is not None:
+            scenario = wattplan.load_scenario(c.scenario)
+        else:  # the factory's household for a day gives the devices and resolution
+            scenario = factory(today, today + timedelta(days=1))
+        customers.append(
+            Customer(
+                id=c.id,
+                scenario=scenario,
+                subscription_id=c.subscription_id,
+                scenario_factory=factory,
+            )
         )
-        for c in config.customers
-    ]
     planner = Planner(
         customers=customers,
         store=store,

@@ -16,19 +16,29 @@ settings. Paths are relative to the config file. Example::
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
     customers:
       - id: customer-42
-        scenario: scenarios/full-household-48h.yaml
+        scenario: scenarios/full-household-48h.yaml   # planned inside its own window
         api_key_env: WATTPLAN_KEY_CUSTOMER_42     # or api_key_sha256: <hex>
+      - id: customer-43
+        factory: wattplan.planner:demo_household  # function(start, end) -> Scenario
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from wattplan.exceptions import ConfigurationError
 from wattplan.planner._state import Deadband
@@ -114,10 +124,34 @@ class WebhookConfig(_Model):
 
 class CustomerConfig(_Model):
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@-]+$")]
-    scenario: Path
+    scenario: Path | None = Field(None, description="scenario file, planned inside its window")
+    factory: str | None = Field(
+        None,
+        description="'package.module:function' with function(start, end) -> Scenario, for "
+        "rolling use (e.g. 'wattplan.planner:demo_household')",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+    )
     subscription_id: str | None = None
     api_key_env: str | None = None
     api_key_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> CustomerConfig:
+        if self.scenario is None and self.factory is None:
+            raise ValueError("give a scenario file or a factory")
+        return self
+
+    def load_factory(self) -> Any:
+        """The factory callable named by ``factory`` (or ``None``)."""
+        if self.factory is None:
+            return None
+        module, _, name = self.factory.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"customers[{self.id}].factory: cannot import {self.factory}"
+            ) from exc
 
     def api_key(self) -> str | None:
         return _env(self.api_key_env, f"customers[{self.id}].api_key_env")
@@ -176,6 +210,6 @@ def load_config(path: str | Path) -> PlannerConfig:
         )
         raise ConfigurationError(f"{file}: {problems}") from None
     for customer in config.customers:
-        if not customer.scenario.is_absolute():
+        if customer.scenario is not None and not customer.scenario.is_absolute():
             customer.scenario = (file.parent / customer.scenario).resolve()
     return config
