@@ -366,3 +366,13 @@ def test_a_fixed_scenario_is_planned_inside_its_own_window(
     assert status is not None
     assert status.error_kind == "invalid_scenario"
     assert "scenario factory" in (status.error or "")
+
+
+def test_stop_skips_the_rest_of_a_pass(
+    store: PlanStore, clock: FakeClock, source: FakePriceSource
+) -> None:
+    planner = _planner(store, clock, source, "c1", "c2")
+    planner.stop()
+    report = planner.run_once()
+    assert report.by_outcome(Outcome.SKIPPED) == ["c1", "c2"]
+    assert store.count_plans() == 0

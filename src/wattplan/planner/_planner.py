@@ -195,6 +195,7 @@ class Planner:
         self._workers = max(1, workers)
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
+        self._stopping = threading.Event()
         now = self.clock.now()
         for cid in self._customers:
             self.store.ensure_customer(cid, now=now)
@@ -213,6 +214,10 @@ class Planner:
             return self._customers[customer_id]
         except KeyError:
             raise AccessError(f"unknown customer {customer_id!r}") from None
+
+    def stop(self) -> None:
+        """Finish the customer in progress and skip the rest of a running pass (shutdown)."""
+        self._stopping.set()
 
     def add_sink(self, sink: Callable[[PlanEvent], None]) -> None:
         self._sinks.append(sink)
@@ -239,6 +244,8 @@ class Planner:
         report = RunReport(at=moment)
 
         def one(cid: str) -> CustomerOutcome:
+            if self._stopping.is_set():
+                return CustomerOutcome(cid, Outcome.SKIPPED, "shutting down")
             return self._run_customer(cid, moment, fetch_prices=fetch_prices)
 
         if self._workers == 1 or len(ids) <= 1:

@@ -133,6 +133,7 @@ def build_runtime(
         slot=timedelta(minutes=config.slot_minutes),
     )
     closers.append(lambda: scheduler.shutdown(wait=True))
+    closers.append(planner.stop)  # runs first: a long pass ends after its current customer
     app = None
     if config.http is not None:
         keys = BearerKeys()
