@@ -155,12 +155,38 @@ def _connect(manager: TokenManager, customer: str) -> None:
     manager.complete_authorization(params)
 
 
+def _userinfo_endpoint(manager: TokenManager) -> str:
+    metadata = httpx.get(f"{manager.config.issuer}/.well-known/openid-configuration").json()
+    return str(metadata["userinfo_endpoint"])
+
+
 def _userinfo(manager: TokenManager, customer: str) -> httpx.Response:
-    endpoint = httpx.get(f"{manager.config.issuer}/.well-known/openid-configuration").json()[
-        "userinfo_endpoint"
-    ]
     with httpx.Client(auth=manager.auth(customer), timeout=30) as client:
-        return client.get(endpoint)
+        return client.get(_userinfo_endpoint(manager))
+
+
+def _burst(manager: TokenManager, customer: str, n: int) -> list[str]:
+    """``n`` threads, clients built beforehand, call userinfo at the same moment."""
+    endpoint = _userinfo_endpoint(manager)
+    clients = [httpx.Client(auth=manager.auth(customer), timeout=30) for _ in range(n)]
+    barrier = threading.Barrier(n)
+    outcomes: list[str] = []
+
+    def one(client: httpx.Client) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(str(client.get(endpoint).status_code))
+        except ReauthorizationRequiredError:
+            outcomes.append("reauthorization_required")
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.close()
+    return outcomes
 
 
 def _later(vault: TokenVault, minutes: int) -> TokenVault:
@@ -187,19 +213,8 @@ def test_pkce_flow_refresh_rotation_and_single_flight(issuer: str, vault: TokenV
 
     # 58 minutes later, 20 threads at once: one refresh, and the rotated token is stored
     later = _manager(issuer, _later(vault, 58), transport=transport)
-    barrier = threading.Barrier(20)
-    statuses: list[int] = []
-
-    def one() -> None:
-        barrier.wait()
-        statuses.append(_userinfo(later, "alice").status_code)
-
-    threads = [threading.Thread(target=one) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [200] * 20
+    statuses = _burst(later, "alice", 20)
+    assert statuses == ["200"] * 20
     assert transport.sent == ["authorization_code", "refresh_token"]
     second = vault.get_grant(client_id=CLIENT_ID, customer_id="alice")
     assert second.version == first.version + 1
@@ -216,21 +231,7 @@ def test_pkce_flow_refresh_rotation_and_single_flight(issuer: str, vault: TokenV
 def test_without_the_lock_the_peer_revokes_the_grant(issuer: str, vault: TokenVault) -> None:
     _connect(_manager(issuer, vault), "bob")
     unlocked = _manager(issuer, _later(vault, 58), single_flight=False)
-    barrier = threading.Barrier(10)
-    outcomes: list[str] = []
-
-    def one() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(str(_userinfo(unlocked, "bob").status_code))
-        except ReauthorizationRequiredError:
-            outcomes.append("reauthorization_required")
-
-    threads = [threading.Thread(target=one) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = _burst(unlocked, "bob", 10)
     assert "reauthorization_required" in outcomes
     # whatever pair the last writer stored, the peer has revoked the whole grant
     locked = _manager(issuer, _later(vault, 2 * 58))

@@ -264,24 +264,28 @@ def test_process_killed_after_token_answer_leaves_a_marked_grant(
 
 
 def _burst(manager: TokenManager, base_url: str, n: int) -> list[Any]:
+    """``n`` threads, each with its own client (built beforehand), GET at the same moment."""
+    clients = [httpx.Client(auth=manager.auth("c1"), timeout=60) for _ in range(n)]
     barrier = threading.Barrier(n)
     results: list[Any] = []
     lock = threading.Lock()
 
-    def one() -> None:
+    def one(client: httpx.Client) -> None:
         barrier.wait()
         try:
-            status: Any = get_me(manager, base_url, "c1").status_code
+            status: Any = client.get(f"{base_url}/api/me").status_code
         except Exception as exc:
             status = type(exc).__name__
         with lock:
             results.append(status)
 
-    threads = [threading.Thread(target=one) for _ in range(n)]
+    threads = [threading.Thread(target=one, args=(c,)) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for c in clients:
+        c.close()
     return results
 
 

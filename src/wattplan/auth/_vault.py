@@ -735,7 +735,9 @@ def _make_engine(url: str) -> Engine:
             pool_timeout=120,
         )
     return sa.create_engine(
-        parsed, pool_pre_ping=True, pool_size=5, max_overflow=60, pool_timeout=120
+        # at most 15 connections per process: many workers must stay under the server's
+        # max_connections (100 by default); extra threads queue for a pooled connection
+        parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=120
     )
 
 
