@@ -234,3 +234,17 @@ def test_token_repr_hides_secrets() -> None:
     assert "read:*" in text
     with pytest.raises(ValueError, match="timezone-aware"):
         Token(access_token=SecretStr("a"), expires_at=datetime(2026, 1, 1))
+
+
+def test_revocation_request_hints_the_refresh_token() -> None:
+    from wattplan.auth import build_revocation_request
+
+    req = build_revocation_request(CONFIG, refresh_token=SecretStr("rt-9"))
+    assert req.url == "https://api.example.test/oauth/revoke"
+    assert dict(req.data) == {"token": "rt-9", "token_type_hint": "refresh_token"}
+    assert "rt-9" not in repr(req)
+    no_endpoint = OAuthConfig(
+        client_id="a", client_secret=None, authorization_endpoint="x", token_endpoint="y"
+    )
+    with pytest.raises(ValueError, match="revocation_endpoint"):
+        build_revocation_request(no_endpoint, refresh_token=SecretStr("r"))

@@ -211,3 +211,45 @@ def test_process_killed_before_commit_marks_the_grant(
     assert grant.status is GrantStatus.REAUTHORIZATION_REQUIRED
     assert grant.reauthorization_reason == "refresh_interrupted"
     assert sandbox.state.counters["refresh_reuse_detected"] == 0
+
+
+def test_disconnecting_one_app_leaves_the_other_alone(
+    sandbox: RunningSandbox, vault: TokenVault
+) -> None:
+    dev = TokenManager(config=_config(sandbox), vault=vault)
+    other = TokenManager(
+        config=OAuthConfig.for_base_url(
+            sandbox.base_url,
+            client_id="other-app",
+            client_secret="other-app-secret",
+            redirect_uri="http://127.0.0.1:8766/other/callback",
+            scope="read:*",
+        ),
+        vault=vault,
+    )
+    _connect(dev)
+    _connect(other)  # the same customer authorises a second app: its own token pair
+    old = vault.get_grant(client_id=DEFAULT_CLIENT_ID, customer_id=CUSTOMER)
+    assert old.token is not None
+    assert old.token.refresh_token is not None
+    revoked = dev.revoke(CUSTOMER)
+    assert revoked.status is GrantStatus.REVOKED
+    assert revoked.token is None
+    with pytest.raises(ReauthorizationRequiredError):
+        dev.get_token(CUSTOMER)
+    # revoked at the server too: the old refresh token is dead there
+    r = httpx.post(
+        sandbox.url("/oauth/token"),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": old.token.refresh_token.get_secret_value(),
+        },
+        auth=(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
+    )
+    assert r.status_code in (400, 401)
+    # the other app still works, refresh included
+    before = vault.get_grant(client_id="other-app", customer_id=CUSTOMER)
+    refreshed = other.get_token(CUSTOMER, rejected_version=before.version)
+    assert refreshed.version == before.version + 1
+    with httpx.Client(auth=other.auth(CUSTOMER)) as api:
+        assert api.get(sandbox.url("/subscriptions")).status_code == 200

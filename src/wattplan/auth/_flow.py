@@ -40,6 +40,7 @@ __all__ = [
     "build_authorization_url",
     "build_client_credentials_request",
     "build_refresh_request",
+    "build_revocation_request",
     "parse_callback",
     "parse_token_error",
     "parse_token_response",
@@ -61,6 +62,7 @@ def _require_aware(value: datetime, name: str) -> None:
 class OAuthConfig:
     """Where the authorization server is and who the vendor's app is.
 
+    ``revocation_endpoint`` (RFC 7009) is used when a customer is disconnected.
     ``redirect_uri`` is sent byte-identical in the authorization and the token request;
     ``scope`` is a space-separated list (``None``: the server's default). ``issuer`` is
     compared with the callback's ``iss`` parameter when the server sends one (RFC 9207).
@@ -73,6 +75,7 @@ class OAuthConfig:
     redirect_uri: str | None = None
     scope: str | None = None
     issuer: str | None = None
+    revocation_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         secret: object = self.client_secret
@@ -100,6 +103,7 @@ class OAuthConfig:
             redirect_uri=redirect_uri,
             scope=scope,
             issuer=base,
+            revocation_endpoint=f"{base}/oauth/revoke",
         )
 
     @classmethod
@@ -142,6 +146,11 @@ class OAuthConfig:
                 redirect_uri=redirect_uri,
                 scope=scope,
                 issuer=str(metadata["issuer"]) if metadata.get("issuer") else None,
+                revocation_endpoint=(
+                    str(metadata["revocation_endpoint"])
+                    if metadata.get("revocation_endpoint")
+                    else None
+                ),
             )
         except KeyError as exc:
             raise ValueError(f"server metadata lacks {exc.args[0]!r}") from None
@@ -310,6 +319,24 @@ def build_client_credentials_request(
         headers=_client_auth_headers(config.client_id, config.client_secret),
         data=data,
         grant_type="client_credentials",
+    )
+
+
+def build_revocation_request(config: OAuthConfig, *, refresh_token: SecretStr) -> TokenRequest:
+    """Revoke a refresh token, and with it the grant, at the server (RFC 7009)."""
+    if not config.revocation_endpoint:
+        raise ValueError("no revocation_endpoint configured")
+    data = _body(
+        config.client_id,
+        config.client_secret,
+        token=refresh_token.get_secret_value(),
+        token_type_hint="refresh_token",  # noqa: S106 (a hint name)
+    )
+    return TokenRequest(
+        url=config.revocation_endpoint,
+        headers=_client_auth_headers(config.client_id, config.client_secret),
+        data=data,
+        grant_type="revocation",
     )
 
 

@@ -37,6 +37,7 @@ from wattplan.auth._flow import (
     build_authorization_url,
     build_client_credentials_request,
     build_refresh_request,
+    build_revocation_request,
     parse_callback,
     parse_token_response,
 )
@@ -234,8 +235,37 @@ class TokenManager:
             client_id=self.client_id, status=GrantStatus.REAUTHORIZATION_REQUIRED
         )
 
-    def revoke(self, customer_id: str) -> Grant:
-        """Disconnect a customer locally (tokens wiped, status ``revoked``)."""
+    def revoke(self, customer_id: str, *, at_server: bool = True) -> Grant:
+        """Disconnect a customer: revoke the grant at the server, then wipe the tokens.
+
+        With ``at_server`` and a ``revocation_endpoint`` configured, the refresh token is
+        revoked there first (RFC 7009; the server ends the grant, and only this app's
+        grant). The stored grant is kept with status ``revoked`` and no tokens, also when
+        the server could not be reached (that is logged as a warning).
+        """
+        grant = self.vault.get_grant(client_id=self.client_id, customer_id=customer_id)
+        if (
+            at_server
+            and self.config.revocation_endpoint
+            and grant.token is not None
+            and grant.token.refresh_token is not None
+        ):
+            request = build_revocation_request(self.config, refresh_token=grant.token.refresh_token)
+            try:
+                response = self._http.post(
+                    request.url, headers=dict(request.headers), data=dict(request.data)
+                )
+                if response.status_code != 200:
+                    logger.warning(
+                        "revocation for customer %s answered HTTP %d",
+                        customer_id,
+                        response.status_code,
+                    )
+            except httpx.HTTPError as exc:
+                logger.warning(
+                    "revocation for customer %s failed: %s", customer_id, type(exc).__name__
+                )
+        logger.info("customer %s disconnected", customer_id)
         return self.vault.set_status(
             client_id=self.client_id, customer_id=customer_id, status=GrantStatus.REVOKED
         )

@@ -737,7 +737,11 @@ def _make_engine(url: str) -> Engine:
     return sa.create_engine(
         # at most 15 connections per process: many workers must stay under the server's
         # max_connections (100 by default); extra threads queue for a pooled connection
-        parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=120
+        parsed,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=120,
     )
 
 
