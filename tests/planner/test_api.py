@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 
+import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.testclient import TestClient
 
 from wattplan.planner import BearerKeys, Planner, PlanStore, create_app
+from wattplan.planner._server import serve_in_thread
 
 from .conftest import BERLIN, FakeClock, FakeOptimizer, FakePriceSource, fake_customer
 from .conftest import synthetic_prices as _prices
@@ -34,10 +37,16 @@ def planner(store: PlanStore) -> Planner:
     return planner
 
 
+@contextmanager
+def _serve(app: Starlette) -> Iterator[httpx.Client]:
+    """The app on a free loopback port, over real HTTP."""
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        yield c
+
+
 @pytest.fixture
-def client(planner: Planner) -> Iterator[TestClient]:
-    keys = BearerKeys({"a": KEY_A, "b": KEY_B})
-    with TestClient(create_app(planner, auth=keys)) as c:
+def client(planner: Planner) -> Iterator[httpx.Client]:
+    with _serve(create_app(planner, auth=BearerKeys({"a": KEY_A, "b": KEY_B}))) as c:
         yield c
 
 
@@ -45,7 +54,7 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_health_is_open_and_holds_no_customer_data(client: TestClient) -> None:
+def test_health_is_open_and_holds_no_customer_data(client: httpx.Client) -> None:
     r = client.get("/health")
     assert r.status_code == 200
     body = r.json()
@@ -60,7 +69,7 @@ def test_health_is_open_and_holds_no_customer_data(client: TestClient) -> None:
              "/customers/a/device-state"],
 )  # fmt: skip
 def test_every_customer_route_refuses_a_request_without_a_key(
-    client: TestClient, path: str
+    client: httpx.Client, path: str
 ) -> None:
     r = client.get(path)
     assert r.status_code == 401
@@ -74,14 +83,14 @@ def test_every_customer_route_refuses_a_request_without_a_key(
     "path", ["/customers/b/plan", "/customers/b/setpoint", "/customers/b/status",
              "/customers/b/device-state", "/customers/nobody/plan"],
 )  # fmt: skip
-def test_a_customers_key_cannot_read_another_customer(client: TestClient, path: str) -> None:
+def test_a_customers_key_cannot_read_another_customer(client: httpx.Client, path: str) -> None:
     r = client.get(path, headers=_auth(KEY_A))
     assert r.status_code == 403
     assert "soc_kwh" not in r.text
     assert "schedule" not in r.text
 
 
-def test_own_key_reads_plan_setpoint_status_and_state(client: TestClient) -> None:
+def test_own_key_reads_plan_setpoint_status_and_state(client: httpx.Client) -> None:
     r = client.get("/customers/a/plan", headers=_auth(KEY_A))
     assert r.status_code == 200
     body = r.json()
@@ -104,7 +113,7 @@ def test_own_key_reads_plan_setpoint_status_and_state(client: TestClient) -> Non
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_a_customers_key_cannot_change_another_customers_state(
-    client: TestClient, planner: Planner, method: str
+    client: httpx.Client, planner: Planner, method: str
 ) -> None:
     body = {"devices": {"home-battery": {"soc_kwh": 1.0}}}
     r = client.request(method, "/customers/b/device-state", json=body, headers=_auth(KEY_A))
@@ -117,7 +126,7 @@ def test_a_customers_key_cannot_change_another_customers_state(
 
 
 def test_own_key_changes_own_state_and_triggers_a_replan(
-    client: TestClient, planner: Planner
+    client: httpx.Client, planner: Planner
 ) -> None:
     told: list[str] = []
     planner.on_device_state_change(told.append)
@@ -155,7 +164,7 @@ def test_own_key_changes_own_state_and_triggers_a_replan(
     ],
 )  # fmt: skip
 def test_bad_device_state_bodies_get_a_4xx_naming_the_problem_and_change_nothing(
-    client: TestClient,
+    client: httpx.Client,
     planner: Planner,
     content: bytes,
     content_type: str,
@@ -174,7 +183,9 @@ def test_bad_device_state_bodies_get_a_4xx_naming_the_problem_and_change_nothing
     assert state.devices == {"home-battery": {"soc_kwh": 7.0}}
 
 
-def test_a_body_that_lies_about_its_length_is_cut_off(client: TestClient, planner: Planner) -> None:
+def test_a_body_that_lies_about_its_length_is_cut_off(
+    client: httpx.Client, planner: Planner
+) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b" " * 1000
@@ -189,7 +200,7 @@ def test_a_body_that_lies_about_its_length_is_cut_off(client: TestClient, planne
 
 
 def test_closed_by_default_without_auth(planner: Planner) -> None:
-    with TestClient(create_app(planner)) as c:
+    with _serve(create_app(planner)) as c:
         assert c.get("/health").status_code == 200
         assert c.get("/customers/a/plan", headers=_auth(KEY_A)).status_code == 403
         assert c.get("/customers/a/plan").status_code == 401
@@ -199,7 +210,7 @@ def test_vendor_auth_hook(planner: Planner) -> None:
     async def hook(request: Request, customer_id: str) -> bool:
         return request.headers.get("x-vendor-session") == f"session-{customer_id}"
 
-    with TestClient(create_app(planner, auth=hook)) as c:
+    with _serve(create_app(planner, auth=hook)) as c:
         ok = c.get("/customers/a/plan", headers={"x-vendor-session": "session-a"})
         assert ok.status_code == 200
         other = c.get("/customers/b/plan", headers={"x-vendor-session": "session-a"})
@@ -218,6 +229,6 @@ def test_keys_may_be_configured_as_digests(planner: Planner) -> None:
     import hashlib
 
     digest = hashlib.sha256(KEY_A.encode()).hexdigest()
-    with TestClient(create_app(planner, auth=BearerKeys(a=digest))) as c:
+    with _serve(create_app(planner, auth=BearerKeys(a=digest))) as c:
         assert c.get("/customers/a/plan", headers=_auth(KEY_A)).status_code == 200
         assert c.get("/customers/b/plan", headers=_auth(KEY_A)).status_code == 403

@@ -174,3 +174,10 @@ def test_config_customers_need_a_scenario_or_an_importable_factory(tmp_path: Pat
     config.write_text("customers: [{id: c1}]\n")
     with pytest.raises(ConfigurationError, match="scenario file or a factory"):
         load_config(config)
+
+
+def test_status_on_an_empty_database_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--database-url", f"sqlite:///{tmp_path / 'empty.sqlite3'}"]) == 1
+    assert "no planner data" in capsys.readouterr().out

@@ -118,6 +118,10 @@ def _status(args: argparse.Namespace) -> int:
     url = url or Settings().database_url
     store = PlanStore(url, table_prefix=prefix, create=False)
     try:
+        if not store.has_tables():
+            shown = store.engine.url.render_as_string(hide_password=True)
+            print(f"wattplan: no planner data in {shown} (has 'wattplan run' used it?)")
+            return 1
         now = datetime.now(UTC)
         statuses = [s.as_dict(now) for s in store.statuses()]
     finally:

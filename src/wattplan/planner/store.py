@@ -273,6 +273,14 @@ class PlanStore:
                 f"cannot create the plan store tables: {type(exc).__name__}"
             ) from exc
 
+    def has_tables(self) -> bool:
+        """True when this database holds the planner's tables (with this prefix)."""
+        table = self._t["customers"]
+        try:
+            return bool(sa.inspect(self._engine).has_table(table.name, schema=table.schema))
+        except SQLAlchemyError as exc:
+            raise PlannerError(f"cannot open the plan store: {type(exc).__name__}") from exc
+
     def drop_all(self) -> None:
         self._metadata.drop_all(self._engine)
 
