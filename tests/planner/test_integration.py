@@ -285,3 +285,61 @@ def test_ev_session_update_through_the_real_scenario(world: World) -> None:
         world.planner.update_device_state(
             "c1", {"devices": {"car": {"soc_kwh": 5.0}}}, replace=True
         )
+
+
+@pytest.mark.slow
+def test_killed_process_restarts_from_the_database_without_duplicates(
+    sandbox: RunningSandbox, db_url: str, table_prefix: str
+) -> None:
+    """SIGKILL a planner process in the middle of a pass; the next process finishes it."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    now = datetime(2026, 1, 20, 15, 0, tzinfo=BERLIN)
+    sandbox.clock.set(now)
+    ids = [f"c{i}" for i in range(8)]
+    w = _world(sandbox, db_url, table_prefix, [_household(cid) for cid in ids])
+    for cid in ids:
+        _connect(w, cid)
+    spec = {
+        "now": now.isoformat(),
+        "database_url": db_url,
+        "table_prefix": table_prefix,
+        "encryption_key": KEY.get_secret_value(),
+        "base_url": sandbox.base_url,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "customers": ids,
+    }
+    cmd = [sys.executable, "-m", "tests.planner._restart_worker", json.dumps(spec)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    try:
+        first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        assert first.stdout is not None
+        done = [first.stdout.readline().split() for _ in range(3)]
+        assert [d[0] for d in done] == ["planned"] * 3
+        first.send_signal(signal.SIGKILL)  # in the middle of the pass
+        first.wait(30)
+        killed_at = w.store.count_plans()
+        assert 3 <= killed_at < len(ids)
+        second = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+        )
+        outcomes = dict(line.split()[::-1] for line in second.stdout.splitlines())
+        assert sorted(cid for cid, o in outcomes.items() if o == "unchanged") == sorted(
+            d[1] for d in done
+        ) + [cid for cid in ids[3:killed_at]]
+        assert all(o in ("planned", "unchanged") for o in outcomes.values())
+        for cid in ids:
+            assert w.store.count_plans(cid) == 1  # none lost, none twice
+            status = w.store.status(cid)
+            assert status is not None
+            assert status.health is CustomerHealth.OK
+            grant = w.vault.get_grant(client_id=DEFAULT_CLIENT_ID, customer_id=cid)
+            assert grant.status is GrantStatus.ACTIVE
+    finally:
+        w.close()
+        PlanStore(db_url, table_prefix=table_prefix).drop_all()
