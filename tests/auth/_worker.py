@@ -1,8 +1,9 @@
 """A separate process that uses a grant: ``python -m tests.auth._worker '<json>'``.
 
-Modes: ``burst`` (wait for a start time, then ``threads`` requests at once; prints one
-JSON line with the status codes and errors) and ``crash_after_token_response`` (refresh,
-and die with os._exit as soon as the token answer has arrived, before it is committed).
+Modes: ``burst`` (print ``ready``, wait for a line on stdin, then ``threads`` requests
+at once; prints one JSON line with the status codes and errors) and
+``crash_after_token_response`` (refresh, and die with os._exit as soon as the token
+answer has arrived, before it is committed).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,8 +74,8 @@ def main(spec: dict[str, Any]) -> int:
             results.append(status)
 
     threads = [threading.Thread(target=one, args=(c,)) for c in clients]
-    while time.time() < spec["start_at"]:
-        time.sleep(0.005)
+    print("ready", flush=True)  # the parent answers "go" once every process is ready
+    sys.stdin.readline()
     for t in threads:
         t.start()
     for t in threads:

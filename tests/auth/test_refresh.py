@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -205,10 +204,29 @@ def _spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tests.auth._worker", json.dumps(spec)],
         cwd=ROOT,
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_together(procs: list[subprocess.Popen[str]]) -> list[Any]:
+    """Wait until every burst worker is ready, start them at once, collect their results."""
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results: list[Any] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        results += json.loads(out.strip().splitlines()[-1])["results"]
+    return results
 
 
 def _spec(
@@ -328,18 +346,8 @@ def test_4_processes_on_an_expired_token_refresh_exactly_once(
     server, base_url = fake_as
     server.refresh_delay_s = 0.2
     connect(server, vault, "c1", expired=True)
-    start_at = time.time() + 4.0  # every process imported and waiting by then
-    procs = [
-        _spawn(
-            _spec(database, encryption_key, base_url, mode="burst", threads=5, start_at=start_at)
-        )
-        for _ in range(4)
-    ]
-    results: list[Any] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-        results += json.loads(out.strip().splitlines()[-1])["results"]
+    spec = _spec(database, encryption_key, base_url, mode="burst", threads=5)
+    results = run_together([_spawn(spec) for _ in range(4)])
     assert results == [200] * 20
     assert server.refreshes_served == 1
     assert server.reuse_detected == 0

@@ -7,7 +7,6 @@ tests show that these tests can fail.
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.auth._harness import walk_hosted_pages
-from tests.auth.test_refresh import _spawn
+from tests.auth.test_refresh import _spawn, run_together
 from wattplan.auth import GrantStatus, OAuthConfig, TokenManager, TokenVault
 from wattplan.exceptions import ReauthorizationRequiredError
 from wattplan.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningSandbox
@@ -135,14 +134,8 @@ def test_4_processes_on_an_expired_token(
         "mode": "burst",
         "single_flight": single_flight,
         "threads": 5,
-        "start_at": datetime.now(UTC).timestamp() + 4.0,
     }
-    procs = [_spawn(spec) for _ in range(4)]
-    results: list[Any] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-        results += json.loads(out.strip().splitlines()[-1])["results"]
+    results = run_together([_spawn(spec) for _ in range(4)])
     counters = sandbox.state.counters
     if single_flight:
         assert results == [200] * 20
