@@ -8,6 +8,7 @@ tests show that these tests can fail.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +20,12 @@ from tests.auth._harness import walk_hosted_pages
 from tests.auth.test_refresh import _spawn, run_together
 from wattplan.auth import GrantStatus, OAuthConfig, TokenManager, TokenVault
 from wattplan.exceptions import ReauthorizationRequiredError
-from wattplan.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningSandbox
+from wattplan.sandbox import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    RunningSandbox,
+    SandboxConfig,
+)
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 CUSTOMER = "cust-1"
@@ -246,3 +252,19 @@ def test_disconnecting_one_app_leaves_the_other_alone(
     assert refreshed.version == before.version + 1
     with httpx.Client(auth=other.auth(CUSTOMER)) as api:
         assert api.get(sandbox.url("/subscriptions")).status_code == 200
+
+
+def test_margin_never_reaches_a_short_token_lifetime(
+    sandbox_factory: Callable[..., RunningSandbox], vault: TokenVault
+) -> None:
+    # 2-minute tokens and the default 5-minute margin: without a cap every fresh token
+    # would already count as expiring, and each of the 20 callers would refresh again
+    sandbox = sandbox_factory(SandboxConfig(access_token_lifetime_s=120))
+    v = _on_sandbox_time(vault, sandbox)
+    _connect(TokenManager(config=_config(sandbox), vault=v))
+    sandbox.clock.advance(timedelta(seconds=90))
+    manager = TokenManager(config=_config(sandbox), vault=v)
+    assert _burst(manager, sandbox, 20) == [200] * 20
+    assert sandbox.state.counters["refresh_grants_served"] == 1
+    assert _burst(manager, sandbox, 5) == [200] * 5
+    assert sandbox.state.counters["refresh_grants_served"] == 1

@@ -34,13 +34,7 @@ class _BearerAuth(httpx.Auth):
 
     def _current(self) -> Grant:
         cached = self._cached
-        if (
-            cached is not None
-            and cached.token is not None
-            and not cached.token.expires_within(
-                self._manager.refresh_margin, now=self._manager.vault.now()
-            )
-        ):
+        if cached is not None and not self._manager._needs_refresh(cached):
             return cached
         grant = self._fetch(None)
         self._cached = grant

@@ -324,12 +324,18 @@ class TokenManager:
             return grant
         return self._refresh(customer_id, rejected_version, grant, scope=scope)
 
-    def _needs_refresh(self, grant: Grant, rejected_version: int | None) -> bool:
+    def _needs_refresh(self, grant: Grant, rejected_version: int | None = None) -> bool:
         if grant.token is None:
             return True
         if rejected_version is not None and grant.version <= rejected_version:
             return True
-        return grant.token.expires_within(self.refresh_margin, now=self.vault.now())
+        margin = self.refresh_margin
+        if grant.expires_at is not None and grant.expires_at > grant.updated_at:
+            # Never let the margin reach the token's lifetime (from when it was stored):
+            # otherwise every fresh token already counts as expiring and each caller
+            # refreshes again (Authlib #716). Half the lifetime at most.
+            margin = min(margin, (grant.expires_at - grant.updated_at) / 2)
+        return grant.token.expires_within(margin, now=self.vault.now())
 
     def _refresh(
         self,
