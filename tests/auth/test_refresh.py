@@ -70,12 +70,29 @@ def test_bearer_attached_and_no_refresh_while_fresh(
 
 
 def test_refreshes_ahead_of_expiry_and_persists_the_rotated_pair(
-    fake_as: FakeAS, vault: TokenVault, manager: TokenManager
+    fake_as: FakeAS, vault: TokenVault, fake_config: OAuthConfig, database: tuple[str, str]
 ) -> None:
     server, base_url = fake_as
-    connect(server, vault, "c1", expires_in=240)  # inside the 5-minute margin
+    connect(server, vault, "c1")  # a 60-minute token
     before = vault.get_grant(client_id=CLIENT_ID, customer_id="c1")
-    assert get_me(manager, base_url, "c1").status_code == 200
+    url, prefix = database
+    at_54 = TokenVault(
+        url,
+        cipher=vault._cipher,
+        table_prefix=prefix,
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=54),
+    )
+    assert get_me(TokenManager(config=fake_config, vault=at_54), base_url, "c1").status_code == 200
+    assert server.refreshes_served == 0  # 6 minutes left: outside the 5-minute margin
+    at_56 = TokenVault(
+        url,
+        cipher=vault._cipher,
+        table_prefix=prefix,
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=56),
+    )
+    assert get_me(TokenManager(config=fake_config, vault=at_56), base_url, "c1").status_code == 200
+    at_54.close()
+    at_56.close()
     after = vault.get_grant(client_id=CLIENT_ID, customer_id="c1")
     assert server.refreshes_served == 1
     assert after.version == before.version + 1
