@@ -70,11 +70,36 @@ def demo_household(
 
     The car is plugged in at 18:00 and leaves at 07:00 every day needing
     ``ev_energy_kwh``; the dishwasher runs once, between 20:00 and 07:00 of the first
-    night that fits the window (``dishwasher=False``: not at all).
+    night that fits the window (``dishwasher=False``: not at all). Scenarios are values:
+    the same arguments return the same (cached) scenario, so that many customers planned
+    at the same moment share one.
     """
+    return _household(
+        require_aware(start, "start"),
+        require_aware(end, "end"),
+        ev_energy_kwh,
+        pv_kwp,
+        annual_kwh,
+        battery_soc_kwh,
+        indoor_c,
+        dishwasher,
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _household(
+    start: datetime,
+    end: datetime,
+    ev_energy_kwh: float,
+    pv_kwp: float,
+    annual_kwh: float,
+    battery_soc_kwh: float,
+    indoor_c: float,
+    dishwasher: bool,
+) -> Any:
     from wattplan.optimizer import scenario_from_dict
 
-    lo, hi = require_aware(start, "start"), require_aware(end, "end")
+    lo, hi = start, end
     hours_lo = pd.Timestamp(lo).floor("h")
     weather = datasets.read_weather(hours_lo, pd.Timestamp(hi).ceil("h"))
     first_day = lo.astimezone(BERLIN).date() - timedelta(days=1)

@@ -41,6 +41,7 @@ from wattplan.planner._timing import floor_to_slot, require_aware
 from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
 from wattplan.planner.store import (
     CustomerHealth,
+    CustomerStatus,
     DeviceState,
     PlanStore,
     StoredPlan,
@@ -351,8 +352,11 @@ class Planner:
     def _run_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
         with self._locks[cid]:
             before = self.store.status(cid)
+            created: StoredPlan | None = None
             try:
-                outcome = self._plan_customer(cid, now, fetch_prices=fetch_prices)
+                outcome, created = self._plan_customer(
+                    cid, now, fetch_prices=fetch_prices, before=before
+                )
             except Exception as exc:  # one customer never stops the others
                 kind, health = _error_kind(exc)
                 message = _safe_message(exc)
@@ -368,6 +372,11 @@ class Planner:
                     logger.exception("customer %s: could not record the failure", cid)
                 outcome = CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
             after = self.store.status(cid)
+            if created is not None:
+                meta = after.as_dict(now) if after is not None else {}
+                self._emit(
+                    PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(created, meta, now))
+                )
             if after is not None and (before is None or before.health != after.health):
                 self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
             return outcome
@@ -379,7 +388,10 @@ class Planner:
         except PricesNotPublishedError:
             return self._prices.fetch_prices(customer, start=today, end=today)
 
-    def _plan_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
+    def _plan_customer(
+        self, cid: str, now: datetime, *, fetch_prices: bool, before: CustomerStatus | None
+    ) -> tuple[CustomerOutcome, StoredPlan | None]:
+        """Decide and maybe plan; returns the outcome and the plan if a new one was stored."""
         customer = self._customers[cid]
         latest = self.store.latest_plan(cid)
         state = self.store.device_state(cid)
@@ -401,15 +413,14 @@ class Planner:
         if not reasons:
             if fetch_prices:  # only a successful fetch proves the API is back
                 self.store.record_success(cid, now=now, attempt_key=attempt)
-            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged")
-        current = self.store.status(cid)
+            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged"), None
         if (
-            current is not None
-            and current.health is CustomerHealth.ERROR
-            and current.error_kind in ("invalid_scenario", "infeasible")
+            before is not None
+            and before.health is CustomerHealth.ERROR
+            and before.error_kind in ("invalid_scenario", "infeasible")
             and self.store.attempt_key(cid) == attempt
         ):
-            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before")
+            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before"), None
 
         start, end, window = self._window(customer, now, prices)
         scenario = _scenario_for(customer, start, end)
@@ -423,7 +434,7 @@ class Planner:
                 cid, now=now, kind="infeasible", message=message, attempt_key=attempt
             )
             logger.warning("customer %s: %s", cid, message)
-            return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible")
+            return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible"), None
         stored, created = self.store.save_plan(
             cid,
             now=now,
@@ -439,8 +450,7 @@ class Planner:
             device_state=state.devices,
             document=plan.to_dict(),
         )
-        current = self.store.status(cid)
-        if fetch_prices or current is None or current.error_kind not in _FETCH_ERRORS:
+        if fetch_prices or before is None or before.error_kind not in _FETCH_ERRORS:
             self.store.record_success(cid, now=now, attempt_key=attempt)
         logger.info(
             "customer %s: plan %d (%s), %s to %s",
@@ -450,13 +460,8 @@ class Planner:
             start.isoformat(),
             end.isoformat(),
         )
-        if created:
-            status_now = self.store.status(cid)
-            meta = status_now.as_dict(now) if status_now else {}
-            self._emit(
-                PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(stored, meta, now))
-            )
-        return CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
+        outcome = CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
+        return outcome, (stored if created else None)
 
     def _window(
         self, customer: Customer, now: datetime, prices: pd.Series
