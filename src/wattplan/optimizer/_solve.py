@@ -159,6 +159,10 @@ def _violations(model: Model, col: Any, index: dict[int, int]) -> list[Relaxable
     ]
 
 
+def _fractional(col: Any, cols: list[int]) -> bool:
+    return any(1e-6 < col[c] < 1.0 - 1e-6 for c in cols)
+
+
 def _cheapest_window(group: RelaxableGroup, col: Any, index: dict[int, int]) -> tuple[int, int]:
     """The contiguous run of slots that delivers the relaxed energy at full power most cheaply."""
     energy = sum(col[index[id(v)]] for v in group.power)
@@ -177,36 +181,47 @@ def _round_relaxed(
     gap: float,
     run: Callable[[], None],
 ) -> bool:
-    """Fix each violated group on in its cheapest window and off elsewhere; solve that LP.
+    """Round each violated group's on/off variables and solve what is left; keep the best.
 
-    Keep the result (return True) when it is within ``gap`` of the relaxation's ``bound``
-    (the guarantee a MIP solver gives); otherwise restore the bounds and return False.
+    Two candidates: keep on exactly the slots where the relaxation already draws at least
+    the minimum (the rest off), and the cheapest full-power window for the relaxed energy.
+    The better one is kept (return True) when it lies within ``gap`` of the relaxation's
+    ``bound``, the guarantee a MIP solver gives; otherwise the bounds are restored.
     """
     import highspy
 
-    col = h.getSolution().col_value
-    cols: list[int] = []
-    lower: list[float] = []
-    upper: list[float] = []
-    for g in bad:
-        a, b = _cheapest_window(g, col, index)
-        for t, v in enumerate(g.on):
-            cols.append(index[id(v)])
-            on = 1.0 if a <= t < b else 0.0
-            lower.append(on)
-            upper.append(on)
+    relaxed = list(h.getSolution().col_value)
+    cols = [index[id(v)] for g in bad for v in g.on]
     idx = np.array(cols, dtype=np.int32)
-    h.changeColsBounds(len(cols), idx, np.array(lower), np.array(upper))
-    run()
-    ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    if ok:
+    starts = [[index[id(y)] for y in app.y.values()] for app in model.appliances]
+
+    def threshold(g: RelaxableGroup) -> list[float]:
+        return [1.0 if relaxed[index[id(p)]] >= g.min_kw - 1e-6 else 0.0 for p in g.power]
+
+    def window(g: RelaxableGroup) -> list[float]:
+        a, b = _cheapest_window(g, relaxed, index)
+        return [1.0 if a <= t < b else 0.0 for t in range(len(g.on))]
+
+    best: tuple[float, list[float]] | None = None
+    for rounding in (threshold, window):
+        fixed = [x for g in bad for x in rounding(g)]
+        h.changeColsBounds(len(cols), idx, np.array(fixed), np.array(fixed))
+        run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            continue
+        col = h.getSolution().col_value
+        if _violations(model, col, index) or any(_fractional(col, g) for g in starts):
+            continue
         obj = float(h.getInfo().objective_function_value)
-        ok = obj - bound <= gap * max(abs(obj), 1e-9) and not _violations(
-            model, h.getSolution().col_value, index
-        )
-    if not ok:
-        h.changeColsBounds(len(cols), idx, np.zeros(len(cols)), np.ones(len(cols)))
-    return bool(ok)
+        if best is None or obj < best[0]:
+            best = (obj, fixed)
+    if best is not None and best[0] - bound <= gap * max(abs(best[0]), 1e-9):
+        if best[1] != fixed:  # the last solve was the other candidate: solve the best again
+            h.changeColsBounds(len(cols), idx, np.array(best[1]), np.array(best[1]))
+            run()
+        return True
+    h.changeColsBounds(len(cols), idx, np.zeros(len(cols)), np.ones(len(cols)))
+    return False
 
 
 def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
@@ -237,21 +252,28 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
     # their rules is optimal for the full MIP too. Violated direction binaries are made
     # integral and the model solved again (partial integrality is still a relaxation, so
     # the argument holds each round); after three rounds all of them are.
+    # Appliance starts are real choices, but their one-hot relaxation is usually integral
+    # already: an appliance whose relaxed starts are fractional is made integral.
+    choices = [[index[id(y)] for y in app.y.values()] for app in model.appliances]
     set_kind([zc for zc, _a, _b in directions], kinds.kContinuous)
+    set_kind([c for group in choices for c in group], kinds.kContinuous)
     set_kind(lazy, kinds.kContinuous)
     run()
     pending = list(directions)
+    open_choices = [g for g in choices if g]
     for _round in range(4):
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal or not pending:
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             break
         col = h.getSolution().col_value
         bad = [zc for zc, ac, bc in pending if col[ac] > 1e-6 and col[bc] > 1e-6]
-        if not bad:
+        bad_choices = [g for g in open_choices if _fractional(col, g)]
+        if not bad and not bad_choices:
             break
         if _round == 3:
-            bad = [zc for zc, _a, _b in pending]
-        set_kind(bad, kinds.kInteger)
+            bad, bad_choices = [zc for zc, _a, _b in pending], open_choices
+        set_kind(bad + [c for g in bad_choices for c in g], kinds.kInteger)
         pending = [p for p in pending if p[0] not in set(bad)]
+        open_choices = [g for g in open_choices if g not in bad_choices]
         run()
     solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
     if len(lazy):
@@ -269,6 +291,7 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
     if not solved:
         set_kind(lazy, kinds.kInteger)
         set_kind([zc for zc, _a, _b in directions], kinds.kInteger)
+        set_kind([c for group in choices for c in group], kinds.kInteger)
         run()
     seconds = time.perf_counter() - t0
     status = h.getModelStatus()
@@ -295,6 +318,8 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
             None,
             h.modelStatusToString(status),
         )
+    if gap is not None and not np.isfinite(gap) and outcome is SolveOutcome.OPTIMAL:
+        gap = 0.0  # the last solve was an LP whose answer is feasible for the MIP
     col = h.getSolution().col_value
     for var, val in zip(model.variables, col, strict=True):
         var.varValue = val
