@@ -73,8 +73,10 @@ def test_webhook_posts_a_signed_body_over_http() -> None:
         sink = WebhookSink(f"{base_url}/hook", secret=SECRET, clock=lambda: NOW)
         sink(_event())
         sink(_event(EventTopic.SETPOINT))  # not a webhook topic: nothing sent
+        assert sink.flush(30)
         sink.close()
     assert done.is_set()
+    assert sink.delivered == 1
     assert len(received) == 1
     body, header = received[0]
     assert verify_signature(SECRET, header, body, now=NOW)
@@ -101,7 +103,7 @@ def test_webhook_retries_5xx_then_gives_up_with_an_error() -> None:
         backoff_s=0,
     )
     with pytest.raises(PlannerError, match="503"):
-        sink(_event())
+        sink.deliver(_event())
     assert len(calls) == 3
     for request in calls:
         assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER], request.content)
@@ -121,8 +123,30 @@ def test_webhook_does_not_retry_a_4xx() -> None:
         backoff_s=0,
     )
     with pytest.raises(PlannerError, match="400"):
-        sink(_event())
+        sink.deliver(_event())
     assert len(calls) == 1
+
+
+def test_a_dead_webhook_never_holds_up_the_caller() -> None:
+    release = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        release.wait(30)  # an endpoint that hangs
+        return httpx.Response(500)
+
+    sink = WebhookSink(
+        "https://vendor.example/hook",
+        secret=SECRET,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        retries=0,
+    )
+    for _ in range(5):
+        sink(_event())  # returns at once: delivery happens on the sink's own thread
+    assert sink.delivered == 0
+    release.set()
+    assert sink.flush(30)
+    assert sink.failures == 5
+    sink.close()
 
 
 def test_webhook_needs_a_secret() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -104,12 +105,16 @@ def verify_signature(
 
 
 class WebhookSink:
-    """POSTs plan and status events as signed JSON to one URL.
+    """POSTs plan and status events as signed JSON to one URL, off the planning threads.
 
     The body is ``{"id", "timestamp", "topic", "context": {"customer"}, "data"}``, where
     ``data`` is the event payload (for ``plan.created`` the plan document). ``id`` lets a
-    receiver deduplicate. Failed deliveries are retried a few times with backoff, then
-    dropped with a log line (the plan stays in the store and the HTTP API).
+    receiver deduplicate. Calling the sink only queues the event: one background thread
+    delivers, so that a slow or dead endpoint never holds up planning. Failed deliveries
+    (5xx, 429, network) are retried a few times with backoff, then dropped with a log line
+    and counted in ``failures`` (the plan stays in the store and the HTTP API). A full
+    queue drops the newest event, also counted. ``deliver(event)`` sends synchronously and
+    raises :class:`~wattplan.exceptions.PlannerError` on failure.
     """
 
     name = "webhook"
@@ -125,6 +130,7 @@ class WebhookSink:
         backoff_s: float = 0.5,
         clock: Callable[[], datetime] | None = None,
         customer_ids: Collection[str] | None = None,
+        max_queue: int = 10_000,
     ) -> None:
         if not secret:
             raise PlannerError("a webhook needs a signing secret")
@@ -136,15 +142,64 @@ class WebhookSink:
         self._backoff_s = backoff_s
         self._clock = clock or (lambda: datetime.now(UTC))
         self._customer_ids = None if customer_ids is None else frozenset(customer_ids)
+        self._queue: queue.Queue[PlanEvent | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.delivered = 0
+        self.failures = 0
 
     def __repr__(self) -> str:
         return f"WebhookSink(url={httpx.URL(self._url).copy_with(query=None)!s})"
 
-    def __call__(self, event: PlanEvent) -> None:
+    def _wanted(self, event: PlanEvent) -> bool:
         if event.topic not in self._topics:
+            return False
+        return self._customer_ids is None or event.customer_id in self._customer_ids
+
+    def __call__(self, event: PlanEvent) -> None:
+        if not self._wanted(event):
             return
-        if self._customer_ids is not None and event.customer_id not in self._customer_ids:
-            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._worker, name="wattplan-webhook", daemon=True
+                )
+                self._thread.start()
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.failures += 1
+            logger.warning("webhook queue full; event for %s dropped", event.customer_id)
+
+    def _worker(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                self._queue.task_done()
+                return
+            try:
+                self.deliver(event)
+                self.delivered += 1
+            except PlannerError as exc:
+                self.failures += 1
+                logger.warning("webhook for %s not delivered: %s", event.customer_id, exc)
+            except Exception:  # the worker must survive anything
+                self.failures += 1
+                logger.exception("webhook delivery crashed")
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every queued event was delivered or given up; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def deliver(self, event: PlanEvent) -> None:
+        """Send one event now (with retries); raises ``PlannerError`` when it fails."""
         body = dumps(
             {
                 "id": f"evt_{uuid.uuid4().hex}",
@@ -174,7 +229,12 @@ class WebhookSink:
                 time.sleep(self._backoff_s * 2**attempt)
         raise last or PlannerError("webhook delivery failed")
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued (up to ``timeout_s``), then stop."""
+        if self._thread is not None:
+            self.flush(timeout_s)
+            self._queue.put(None)
+            self._thread.join(timeout=5)
         self._client.close()
 
 
