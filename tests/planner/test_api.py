@@ -12,8 +12,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from wattplan._http import serve_in_thread
 from wattplan.planner import BearerKeys, Planner, PlanStore, create_app
-from wattplan.planner._server import serve_in_thread
 
 from .conftest import BERLIN, FakeClock, FakeOptimizer, FakePriceSource, fake_customer
 from .conftest import synthetic_prices as _prices

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from wattplan._http import serve_in_thread
 from wattplan.exceptions import PlannerError
 from wattplan.planner import (
     SIGNATURE_HEADER,
@@ -25,7 +26,6 @@ from wattplan.planner import (
     sign_payload,
     verify_signature,
 )
-from wattplan.planner._server import serve_in_thread
 
 from .conftest import require_service
 

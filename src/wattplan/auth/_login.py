@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from wattplan._http import BackgroundServer
 from wattplan.auth._manager import TokenManager
 from wattplan.auth._vault import Grant
 from wattplan.exceptions import AuthError, WattplanError
@@ -49,7 +49,6 @@ def run_login(
     ``open_url`` shows the authorization URL (a browser, or a print). Raises the typed
     error of a failed callback, or :class:`~wattplan.AuthError` after ``timeout_s``.
     """
-    import uvicorn
 
     result: dict[str, Any] = {}
     done = threading.Event()
@@ -75,27 +74,13 @@ def run_login(
         )
 
     app = Starlette(routes=[Route("/callback", callback, methods=["GET"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name="wattplan-login", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise WattplanError(f"could not listen on {host}:{port} for the redirect")
-            time.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        redirect_uri = f"http://{host}:{bound}/callback"
+    with BackgroundServer(app, host=host, port=port, name="wattplan-login") as server:
+        redirect_uri = f"{server.base_url}/callback"
         start = manager.start_authorization(customer_id, redirect_uri=redirect_uri, extra=extra)
         logger.info("waiting for the redirect to %s", redirect_uri)
         open_url(start.url)
         if not done.wait(timeout_s):
             raise AuthError(f"no redirect arrived within {timeout_s:.0f} s")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     if "error" in result:
         raise result["error"]
     grant: Grant = result["grant"]

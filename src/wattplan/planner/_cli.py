@@ -62,8 +62,8 @@ def _configure_logging(fmt: str, verbose: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from wattplan._http import serve_in_thread
     from wattplan.planner._runtime import build_runtime
-    from wattplan.planner._server import serve_in_thread
     from wattplan.planner.config import load_config
 
     _configure_logging(args.log_format, args.verbose)

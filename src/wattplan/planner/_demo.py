@@ -238,7 +238,7 @@ def _connect(manager: Any, base_url: str, email: str, say: Callable[[str], None]
 
 
 def _show_http(planner: Planner, say: Callable[[str], None]) -> None:
-    from wattplan.planner._server import serve_in_thread
+    from wattplan._http import serve_in_thread
     from wattplan.planner.api import BearerKeys, create_app
 
     key = "demo-key-" + "0" * 24

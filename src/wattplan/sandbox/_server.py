@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
-import uvicorn
 from starlette.applications import Starlette
 
+from wattplan._http import BackgroundServer
 from wattplan.sandbox._app import DEVELOPMENT_WARNING, create_app
 from wattplan.sandbox._clock import SandboxClock
 from wattplan.sandbox._config import SandboxConfig
@@ -48,49 +45,22 @@ class RunningSandbox:
     app : Starlette
     """
 
-    def __init__(self, app: Starlette, sock: socket.socket, host: str) -> None:
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
         self.app = app
         self.state: SandboxState = app.state.sandbox
         self.clock: SandboxClock = self.state.clock
-        port = sock.getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
-        self.base_url = f"http://{shown}:{port}"
-        self._sock = sock
-        config = uvicorn.Config(
-            app,
-            log_config=None,  # the library never configures logging
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            limit_concurrency=None,
-            backlog=512,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name="wattplan-sandbox",
-            daemon=True,
-        )
+        self._server = BackgroundServer(app, host=host, port=port, name="wattplan-sandbox")
+        self.base_url = self._server.base_url
 
     def __repr__(self) -> str:
         return f"RunningSandbox(base_url={self.base_url!r})"
 
     def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the sandbox server did not start")
-            time.sleep(0.01)
+        self._server.start(timeout_s=_START_TIMEOUT_S)
 
     def stop(self) -> None:
         """Stop serving and wait for the thread (idempotent)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        self._server.stop()
 
     def url(self, path: str) -> str:
         """``base_url`` joined with ``path``."""
@@ -114,19 +84,10 @@ def serve(
     ...     httpx.get(sb.base_url + "/.well-known/oauth-authorization-server")
     """
     app = create_app(config, clock=clock)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-        sock.listen(512)
-    except OSError:
-        sock.close()
-        raise
+    running = RunningSandbox(app, host, port)
     logger.warning(DEVELOPMENT_WARNING)
     if not is_loopback(host):
         logger.warning("wattplan sandbox: listening on %s, which is NOT loopback", host)
-    running = RunningSandbox(app, sock, host)
     running.start()
     logger.info("wattplan sandbox serving on %s", running.base_url)
     try:
