@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "BacktestResult": "wattplan.backtest",
     "backtest_ev_battery": "wattplan.backtest",
     "cheapest_hours_schedule": "wattplan.backtest",
+    "Planner": "wattplan.planner",
+    "PlanStore": "wattplan.planner",
 }
 
 __all__ = sorted(
