@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -12,27 +11,19 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def _block(marker: str, lang: str) -> str:
-    m = re.search(rf"<!-- {marker} .*?-->\n```{lang}\n(.*?)```", README, re.S)
-    assert m, f"README lost its '{marker}' block"
-    return m.group(1)
+from tests.readme import ROOT, readme_block, run_python
 
 
 def test_planning_example_runs(tmp_path: Path) -> None:
-    code = _block("example: planning", "python")
     shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    out = run_python(readme_block("example: planning"), cwd=tmp_path)
     assert "savings" in out.stdout
     assert (tmp_path / "plan.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(
-    "line", [ln for ln in _block("commands: planning", "console").splitlines() if ln.strip()]
+    "line",
+    [ln for ln in readme_block("commands: planning", "console").splitlines() if ln.strip()],
 )
 def test_planning_commands_run(line: str, tmp_path: Path) -> None:
     args = shlex.split(line.split("#")[0])

@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-MARKER = "<!-- example: connect-customer"
+from tests.readme import readme_block, run_python
 
 
 def test_readme_connect_example_runs() -> None:
-    text = (ROOT / "README.md").read_text("utf-8")
-    match = re.search(r"```python\n(.*?)```", text[text.index(MARKER) :], re.DOTALL)
-    assert match is not None
-    out = subprocess.run(
-        [sys.executable, "-c", match.group(1)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_python(readme_block("example: connect-customer"), timeout_s=300)
     assert out.stdout.startswith("active ['sub_")
