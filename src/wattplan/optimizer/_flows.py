@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattplan.optimizer._inputs import Inputs
+from wattplan.optimizer._inputs import EVIn, Inputs
 from wattplan.optimizer._model import Model, values
 from wattplan.optimizer._timeseries import FloatArray
 
@@ -40,10 +40,6 @@ def bill_eur(inputs: Inputs, flows: Flows) -> float:
         np.sum(dt * (inputs.price * flows.grid_import_kw - inputs.feed_in * flows.grid_export_kw))
         / 100.0
     )
-
-
-def _ev_cumulative(inputs: Inputs, name: str, kw: FloatArray, eff: float) -> FloatArray:
-    return np.cumsum(kw * eff * inputs.dt_h)
 
 
 def flows_from_model(model: Model) -> Flows:
@@ -94,10 +90,7 @@ def _appliance_kw(n: int, profile: FloatArray, start: int | None) -> FloatArray:
     return kw
 
 
-def _ev_states(inp: Inputs, fl: Flows, spec: object, kw: FloatArray) -> None:
-    from wattplan.optimizer._inputs import EVIn
-
-    assert isinstance(spec, EVIn)
+def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
     name, eff = spec.dev.name, spec.dev.efficiency
     delivered = kw * eff * inp.dt_h
     fl.ev_delivered_kwh[name] = float(delivered.sum())

@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from wattplan.exceptions import SolverTimeoutError
 from wattplan.optimizer._flows import Flows, bill_eur, flows_from_model, simulate_baseline
 from wattplan.optimizer._inputs import Inputs, prepare
 from wattplan.optimizer._model import Model, build_model
@@ -438,10 +437,7 @@ def optimize(
     model = build_model(inputs)
     build_s = time.perf_counter() - t0
     base = simulate_baseline(inputs)
-    try:
-        result = solve(model, opts)
-    except SolverTimeoutError:
-        raise
+    result = solve(model, opts)
     log.debug(
         "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
         scenario.name,

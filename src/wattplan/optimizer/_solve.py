@@ -180,6 +180,7 @@ def _round_relaxed(
     bound: float,
     gap: float,
     run: Callable[[], None],
+    choices: list[list[int]],
 ) -> bool:
     """Round each violated group's on/off variables and solve what is left; keep the best.
 
@@ -193,7 +194,6 @@ def _round_relaxed(
     relaxed = list(h.getSolution().col_value)
     cols = [index[id(v)] for g in bad for v in g.on]
     idx = np.array(cols, dtype=np.int32)
-    starts = [[index[id(y)] for y in app.y.values()] for app in model.appliances]
 
     def threshold(g: RelaxableGroup) -> list[float]:
         return [1.0 if relaxed[index[id(p)]] >= g.min_kw - 1e-6 else 0.0 for p in g.power]
@@ -210,7 +210,7 @@ def _round_relaxed(
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             continue
         col = h.getSolution().col_value
-        if _violations(model, col, index) or any(_fractional(col, g) for g in starts):
+        if _violations(model, col, index) or any(_fractional(col, g) for g in choices):
             continue
         obj = float(h.getInfo().objective_function_value)
         if best is None or obj < best[0]:
@@ -283,7 +283,7 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
         bad_groups = _violations(model, h.getSolution().col_value, index) if solved else []
         if solved and bad_groups:
             bound = float(h.getInfo().objective_function_value)
-            if _round_relaxed(h, model, bad_groups, index, bound, options.mip_gap, run):
+            if _round_relaxed(h, model, bad_groups, index, bound, options.mip_gap, run, choices):
                 obj = float(h.getInfo().objective_function_value)
                 mip_gap_override = (obj - bound) / max(abs(obj), 1e-9)
             else:
@@ -397,7 +397,7 @@ def solve(model: Model, options: SolverOptions) -> SolveResult:
         if options.name == "cbc":
             return _solve_cbc(model, options)
         return _solve_highs(model, options)
-    except (OptimizationError, SolverTimeoutError):
+    except OptimizationError:  # includes SolverTimeoutError
         raise
     except Exception as exc:  # a solver library failing in an unforeseen way
         raise OptimizationError(f"{options.name} failed: {type(exc).__name__}: {exc}") from exc
