@@ -271,7 +271,9 @@ def _window_scenario(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "resolution": resolution,
-        "site": {"base_load": base_load},
+        # every window starts with an empty battery: what a window leaves behind is not
+        # carried over, so it is worth nothing here
+        "site": {"base_load": base_load, "terminal_price_ct_per_kwh": 0.0},
         "devices": devices,
     }
 

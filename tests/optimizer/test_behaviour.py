@@ -182,8 +182,9 @@ def test_baseline_is_the_households_usual_behaviour() -> None:
 
 
 def test_baseline_end_state_is_valued_like_for_like() -> None:
-    # greedy self-consumption empties the battery into the evening; the plan must keep its
-    # start SoC. The difference is priced, so the saving is not overstated.
+    # greedy self-consumption empties the battery into the evening; the plan keeps it (its
+    # wear is not worth it at flat prices). Both end states are valued at the terminal price
+    # (here the median import price, 30 ct/kWh), so the two valued bills are equal.
     bat = {
         "kind": "battery",
         "name": "b",
@@ -192,16 +193,50 @@ def test_baseline_end_state_is_valued_like_for_like() -> None:
         "max_charge_kw": 5,
         "max_discharge_kw": 5,
     }
-    plan = wattplan.optimize(tiny([30.0] * 6, [bat], site={"base_load": 1.0}))
-    assert plan.baseline_adjustment_eur > 0
+    sc = tiny([30.0] * 6, [bat], site={"base_load": 1.0})
+    plan = wattplan.optimize(sc)
+    check_plan(plan, sc)
+    assert plan.terminal_prices_ct_per_kwh["b"] == pytest.approx(30.0)
+    # the baseline covers 6 kWh from the battery (6/0.95 kWh stored): at 30 ct × 0.95 per
+    # stored kWh that is worth exactly the 1.80 EUR of grid energy the plan buys instead
+    assert plan.baseline_bill_eur == pytest.approx(0.0)
+    assert plan.cost_eur == pytest.approx(1.80)
+    assert plan.baseline_adjustment_eur == pytest.approx(1.80)
     assert plan.baseline_cost_eur == pytest.approx(
         plan.baseline_bill_eur + plan.baseline_adjustment_eur
     )
+    assert plan.savings_eur == pytest.approx(0.0, abs=1e-6)
+    assert plan.savings_eur >= -1e-6
     assert "Like-for-like" in plan.explanation
-    # flat prices: the only saving is not cycling the battery for nothing. The baseline
-    # covers 6 kWh from the battery (6/0.95 kWh stored), which costs 6/0.95/0.95 kWh of
-    # grid energy to put back, against the plan's 6 kWh bought directly.
-    assert plan.savings_eur == pytest.approx((6 / 0.95 / 0.95 - 6) * 0.30, abs=1e-6)
+    # a terminal price below the import price: discharging now pays, like the baseline
+    cheap = tiny([30.0] * 6, [bat], site={"base_load": 1.0, "terminal_price_ct_per_kwh": 20.0})
+    plan = wattplan.optimize(cheap)
+    check_plan(plan, cheap)
+    assert plan.schedule["b_kw"].sum() == pytest.approx(-6.0)
+    assert plan.savings_eur == pytest.approx(0.0, abs=1e-6)
+
+
+def test_end_soc_rule_stays_available_as_an_option() -> None:
+    bat = {
+        "kind": "battery",
+        "name": "b",
+        "capacity_kwh": 10,
+        "soc_kwh": 8,
+        "max_charge_kw": 5,
+        "max_discharge_kw": 5,
+        "end_soc_kwh": "start",
+    }
+    # cheap now, dear later, but the terminal value is low: without the rule the battery
+    # would sell its energy into the dear slots and end empty
+    site = {"base_load": 2.0, "terminal_price_ct_per_kwh": 1.0}
+    sc = tiny([10.0, 10.0, 50.0, 50.0, 50.0, 50.0], [bat], site=site)
+    plan = wattplan.optimize(sc)
+    check_plan(plan, sc)
+    assert plan.schedule["b_soc_kwh"].iloc[-1] >= 8.0 - 1e-6
+    free = tiny([10.0, 10.0, 50.0, 50.0, 50.0, 50.0], [{**bat, "end_soc_kwh": None}], site=site)
+    plan_free = wattplan.optimize(free)
+    check_plan(plan_free, free)
+    assert plan_free.schedule["b_soc_kwh"].iloc[-1] < 1.0
 
 
 def test_plan_renders_for_notebooks_and_plots(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_appliance_start_matches_brute_force(prices: list[float]) -> None:
 
 def test_battery_arbitrage_worked_by_hand() -> None:
     # 2 slots of 1 h; load 4 kW in slot 1; price 10 then 50 ct/kWh; battery 10 kWh at 5 kWh,
-    # 4 kW each way, 90 % each way, no wear, end SoC free (target 0):
+    # 4 kW each way, 90 % each way, no wear, end SoC free (target 0, stored energy worth 0):
     # slot 0: charge 4 kW (SoC +3.6 kWh); slot 1: discharge 4 kW (SoC -4/0.9) covers the load.
     bat = {
         "kind": "battery",
@@ -89,7 +89,10 @@ def test_battery_arbitrage_worked_by_hand() -> None:
         "discharge_efficiency": 0.9,
         "wear_cost_ct_per_kwh": 0.0,
     }
-    sc = tiny([10.0, 50.0], [bat], site={"base_load": {"values": [0.0, 4.0]}}, penalties=NO_TIE)
+    site = {"base_load": {"values": [0.0, 4.0]}, "terminal_price_ct_per_kwh": 0.0}
+    # (the default tie-break stays: with stored energy worth nothing and no wear, charging
+    # and discharging at once would otherwise cost nothing either)
+    sc = tiny([10.0, 50.0], [bat], site=site)
     plan = wattplan.optimize(sc)
     check_plan(plan, sc)
     # the battery holds 5 kWh: it can cover slot 1 (4 kW needs 4.44 kWh) without charging,
@@ -99,16 +102,31 @@ def test_battery_arbitrage_worked_by_hand() -> None:
     assert sched["b_discharge_kw"].iloc[1] == pytest.approx(4.0)
     assert sched["b_charge_kw"].iloc[0] == pytest.approx(0.0, abs=1e-9)
 
-    # With the end SoC held at the start (the default), the 4.44 kWh must be bought back in
+    # With the end SoC held at the start (the 'start' rule), the 4.44 kWh must be bought back in
     # slot 0 at 10 ct through 90 % charging: 4.444/0.9 kWh... but charge power caps at 4 kW,
     # so 3.6 kWh come back, the rest of the load is met by importing: verify against hand maths.
-    sc2 = sc.with_device_state("b", end_soc_kwh=None)
+    sc2 = sc.with_device_state("b", end_soc_kwh="start")
     plan2 = wattplan.optimize(sc2)
     check_plan(plan2, sc2)
     # Options: (a) no battery: 4 kWh at 50 = 2.00 EUR. (b) charge 4 kW in slot 0 (40 ct),
     # stored 3.6 kWh, discharge 3.24 kW in slot 1 (3.6 kWh stored × 0.9), import 0.76 kW at 50:
     # 0.40 + 0.38 = 0.78 EUR.
     assert plan2.cost_eur == pytest.approx(0.40 + 0.76 * 0.50, abs=1e-6)
+
+    # No floor, stored energy worth 40 ct per kWh delivered: a kWh bought at 10 ct stores
+    # 0.9 kWh worth 0.9 × 0.9 × 40 = 32.4 ct, so slot 0 charges at full power (4 kW); in
+    # slot 1 a stored kWh covers 0.9 kWh of load worth 45 ct against 36 ct kept: it
+    # discharges the 4 kW load. End SoC 5 + 3.6 − 4.444 = 4.156 kWh, bill 0.40 EUR.
+    sc3 = tiny(
+        [10.0, 50.0],
+        [bat | {"end_soc_kwh": None}],
+        site=site | {"terminal_price_ct_per_kwh": 40.0},
+    )
+    plan3 = wattplan.optimize(sc3)
+    check_plan(plan3, sc3)
+    assert plan3.cost_eur == pytest.approx(0.40, abs=1e-6)
+    assert plan3.schedule["b_soc_kwh"].iloc[-1] == pytest.approx(5 + 3.6 - 4 / 0.9, abs=1e-6)
+    assert plan3.end_values_eur["b"] == pytest.approx((5 + 3.6 - 4 / 0.9) * 0.9 * 0.40)
 
 
 def test_heat_pump_preheats_worked_by_hand() -> None:
@@ -130,7 +148,7 @@ def test_heat_pump_preheats_worked_by_hand() -> None:
             "end_indoor_c": 21.0,
         },
     }
-    sc = tiny([10.0, 30.0], [hp], penalties=NO_TIE)
+    sc = tiny([10.0, 30.0], [hp], penalties=NO_TIE, site={"terminal_price_ct_per_kwh": 0.0})
     plan = wattplan.optimize(sc)
     check_plan(plan, sc)
     assert plan.cost_eur == pytest.approx(10 / 3 * 0.10, abs=1e-6)

@@ -14,7 +14,15 @@ from wattplan.optimizer._inputs import EVIn, Inputs
 from wattplan.optimizer._model import Model, values
 from wattplan.optimizer._timeseries import FloatArray
 
-__all__ = ["Flows", "bill_eur", "flows_from_model", "simulate_baseline"]
+__all__ = [
+    "Flows",
+    "baseline_violations",
+    "bill_eur",
+    "end_values_eur",
+    "flows_from_model",
+    "penalties_eur",
+    "simulate_baseline",
+]
 
 
 @dataclass
@@ -30,6 +38,7 @@ class Flows:
     charge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
     discharge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
     ev_delivered_kwh: dict[str, float] = field(default_factory=dict)  # into the car battery
+    ev_session_kwh: dict[str, list[float]] = field(default_factory=dict)  # per session
     appliance_start: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -40,6 +49,111 @@ def bill_eur(inputs: Inputs, flows: Flows) -> float:
         np.sum(dt * (inputs.price * flows.grid_import_kw - inputs.feed_in * flows.grid_export_kw))
         / 100.0
     )
+
+
+def end_values_eur(inputs: Inputs, flows: Flows, *, absolute: bool = False) -> dict[str, float]:
+    """What each storing device leaves behind, at its terminal price, EUR.
+
+    Battery: stored energy above ``soc_min_kwh`` × discharge efficiency; EV: energy
+    delivered above each session's floor (within its ceiling) / charging efficiency; heat
+    pump: K above the end of the comfort band × heat capacity / mean COP. With
+    ``absolute`` the reference levels are dropped (0 kWh, 0 °C): that is the linear
+    expression in the objective, which differs from the reported value by a constant.
+    """
+    out: dict[str, float] = {}
+    for bat in inputs.batteries:
+        d = bat.dev
+        ref = 0.0 if absolute else d.soc_min_kwh
+        soc = float(flows.soc_kwh[d.name][-1])
+        out[d.name] = bat.terminal_ct * d.discharge_efficiency * (soc - ref) / 100.0
+    for ev in inputs.evs:
+        got = flows.ev_session_kwh[ev.dev.name]
+        extra = sum(
+            min(max(0.0, e - s.required_kwh), s.max_kwh - s.required_kwh)
+            for s, e in zip(ev.sessions, got, strict=True)
+            if s.last > s.first
+        )
+        out[ev.dev.name] = ev.terminal_ct / ev.dev.efficiency * extra / 100.0
+    for hp in inputs.heat_pumps:
+        ref = 0.0 if absolute else float(hp.comfort_min_c[-1])
+        out[hp.dev.name] = hp.eur_per_kelvin * (float(flows.indoor_c[hp.dev.name][-1]) - ref)
+    return out
+
+
+def penalties_eur(inputs: Inputs, flows: Flows) -> float:
+    """The soft-constraint penalties of a schedule, priced as in the objective, EUR."""
+    pen = inputs.scenario.penalties
+    dt = inputs.dt_h
+    limit = inputs.scenario.site.grid_import_limit_kw
+    total = float(np.sum(np.maximum(flows.grid_import_kw - limit, 0.0)) * dt)
+    total *= pen.grid_overload_eur_per_kwh
+    for ev in inputs.evs:
+        for s, e in zip(ev.sessions, flows.ev_session_kwh[ev.dev.name], strict=True):
+            total += max(0.0, s.required_kwh - e) * pen.shortfall_eur_per_kwh
+    for bat in inputs.batteries:
+        if bat.end_kwh is not None:
+            short = bat.end_kwh - float(flows.soc_kwh[bat.dev.name][-1])
+            total += max(0.0, short) * pen.shortfall_eur_per_kwh
+    for hp in inputs.heat_pumps:
+        theta = flows.indoor_c[hp.dev.name]
+        outside = np.maximum(hp.comfort_min_c - theta, 0.0) + np.maximum(
+            theta - hp.comfort_max_c, 0.0
+        )
+        total += float(outside.sum()) * dt * pen.comfort_eur_per_kelvin_hour
+        if hp.end_c is not None:
+            total += max(0.0, hp.end_c - float(theta[-1])) * pen.comfort_eur_per_kelvin_hour
+    for app in inputs.appliances:
+        if app.active and flows.appliance_start.get(app.dev.name) is None:
+            total += pen.not_run_eur
+    return total
+
+
+def _short_runs(on: np.ndarray, first: int, last: int, k: int) -> bool:
+    """Whether a block of ``on`` slots in [first, last) starts and stops within k slots."""
+    t = first
+    while t < last:
+        if on[t]:
+            run = 0
+            while t + run < last and on[t + run]:
+                run += 1
+            if run < min(k, last - t):
+                return True
+            t += run
+        else:
+            t += 1
+    return False
+
+
+def baseline_violations(inputs: Inputs, flows: Flows) -> list[str]:
+    """The model's hard rules that a (baseline) schedule breaks; empty when it is feasible.
+
+    Soft targets (shortfalls, comfort, the grid limit) are not rules here: they are priced.
+    """
+    out: list[str] = []
+    res = inputs.grid.resolution_minutes
+    for ev in inputs.evs:
+        d = ev.dev
+        kw = flows.device_kw[d.name]
+        on = kw > 1e-9
+        if (kw[on] < (d.min_power_kw or 0.0) - 1e-9).any():
+            out.append(f"{d.name} charges below its minimum power")
+        for s, e in zip(ev.sessions, flows.ev_session_kwh[d.name], strict=True):
+            if e > s.max_kwh + 1e-9:
+                out.append(f"{d.name} charges beyond its ceiling")
+            k = -(-d.min_run_minutes // res)
+            if k > 1 and _short_runs(on, s.first, s.last, k):
+                out.append(f"{d.name} charges in a block shorter than min_run_minutes")
+    for hp in inputs.heat_pumps:
+        hd = hp.dev
+        k = -(-hd.min_run_minutes // res)
+        if k > 1:
+            h = flows.device_kw[hd.name]
+            on = h > 1e-9
+            if (h[on] < 0.01 * hd.max_power_kw - 1e-9).any() or _short_runs(
+                on, 0, inputs.grid.n, k
+            ):
+                out.append(f"{hd.name} runs in a block shorter than min_run_minutes")
+    return out
 
 
 def flows_from_model(model: Model) -> Flows:
@@ -94,6 +208,7 @@ def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
     name, eff = spec.dev.name, spec.dev.efficiency
     delivered = kw * eff * inp.dt_h
     fl.ev_delivered_kwh[name] = float(delivered.sum())
+    fl.ev_session_kwh[name] = [float(delivered[s.first : s.last].sum()) for s in spec.sessions]
     cum = np.full(inp.grid.n, np.nan)
     soc = np.full(inp.grid.n, np.nan)
     track_soc = any(s.soc_kwh is not None for s in spec.sessions)
@@ -110,7 +225,9 @@ def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
 def simulate_baseline(inputs: Inputs) -> Flows:
     """What the household does without wattplan (DESIGN.md §3, Baseline).
 
-    EV charges at full power from plug-in until the need is met; appliances start at
+    EV charges at full power from plug-in until the session's target is met (a remainder
+    below the minimum power shares the slot before it, or is left out when the target is
+    smaller than one slot at minimum power); appliances start at
     ``earliest_start``; the heat pump holds its set point like an ideal thermostat; the
     battery does greedy self-consumption (charges from PV surplus only, discharges into the
     house's demand); PV surplus is exported up to the limit, the rest curtailed.
@@ -121,12 +238,19 @@ def simulate_baseline(inputs: Inputs) -> Flows:
     for ev in inputs.evs:
         d = ev.dev
         kw = np.zeros(n)
+        mn = d.min_power_kw or 0.0
         for s in ev.sessions:
-            left = s.required_kwh
+            left = s.target_kwh
             for t in range(s.first, s.last):
                 if left <= 1e-9:
                     break
                 p = min(d.max_power_kw, left / (d.efficiency * dt))
+                if p < mn - 1e-9:
+                    if t > s.first and kw[t - 1] + p >= 2 * mn:
+                        kw[t - 1] += p - mn  # the same energy in two slots at ≥ minimum
+                        p = mn
+                    else:
+                        p = 0.0  # less than one slot at minimum power: cannot be charged
                 kw[t] = p
                 left -= p * d.efficiency * dt
         fl.device_kw[d.name] = kw

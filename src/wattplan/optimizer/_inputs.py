@@ -31,8 +31,9 @@ class EVSessionIn:
     index: int
     first: int  # first slot wholly inside [plug_in, departure)
     last: int  # exclusive
-    required_kwh: float  # energy into the battery needed within the horizon
-    max_kwh: float  # most energy into the battery within the horizon
+    required_kwh: float  # floor: energy into the battery needed within the horizon
+    max_kwh: float  # ceiling: most energy into the battery within the horizon (≥ floor)
+    target_kwh: float  # the session's whole target (what the baseline charges)
     soc_kwh: float | None  # SoC at the first slot, if known
     note: str = ""
 
@@ -41,6 +42,7 @@ class EVSessionIn:
 class EVIn:
     dev: EV
     sessions: list[EVSessionIn]
+    terminal_ct: float  # value of energy above the floor, ct per kWh of grid energy
 
     def available(self, n: int) -> FloatArray:
         mask = np.zeros(n)
@@ -52,7 +54,8 @@ class EVIn:
 @dataclass
 class BatteryIn:
     dev: Battery
-    end_kwh: float
+    end_kwh: float | None  # soft floor on the end SoC, if any
+    terminal_ct: float  # value of stored energy, ct per kWh of AC energy it delivers
 
 
 @dataclass
@@ -63,8 +66,15 @@ class HeatPumpIn:
     comfort_min_c: FloatArray
     comfort_max_c: FloatArray
     gains_kw: FloatArray
-    end_c: float
+    end_c: float | None  # soft floor on the end temperature, if any
     setpoint_c: float
+    terminal_ct: float  # value of stored heat, ct per kWh of electricity it saves
+
+    @property
+    def eur_per_kelvin(self) -> float:
+        """What one K of indoor temperature at the end is worth, EUR."""
+        c = self.dev.building.heat_capacity_kwh_per_k
+        return self.terminal_ct / 100.0 * c / float(np.mean(self.cop))
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Inputs:
     batteries: list[BatteryIn] = field(default_factory=list)
     heat_pumps: list[HeatPumpIn] = field(default_factory=list)
     appliances: list[ApplianceIn] = field(default_factory=list)
+    terminal_ct: float = 0.0  # the site's terminal price, ct/kWh
 
     @property
     def dt_h(self) -> float:
@@ -134,7 +145,16 @@ def _prices(scenario: Scenario, prices: pd.Series | None, grid: SlotGrid) -> Flo
     return _series(ts, grid, "prices", PriceDataError)
 
 
-def _ev(dev: EV, i: int, grid: SlotGrid) -> EVIn:
+def default_terminal_price(price: FloatArray) -> float:
+    """The terminal price when none is given: the median import price of the horizon.
+
+    Measured on rolling day-by-day re-plans (``benchmarks/terminal_value.py``): see the
+    README for the figures against the mean, the lower quartile and the minimum.
+    """
+    return max(0.0, float(np.median(price)))  # stored energy need not be used: never < 0
+
+
+def _ev(dev: EV, i: int, grid: SlotGrid, terminal_ct: float) -> EVIn:
     sessions: list[EVSessionIn] = []
     for j, s in enumerate(dev.sessions):
         if s.departure <= grid.start or s.plug_in >= grid.end:
@@ -153,22 +173,23 @@ def _ev(dev: EV, i: int, grid: SlotGrid) -> EVIn:
             )
         else:
             need_in = need
-        if s.soc_kwh is not None and dev.capacity_kwh is not None:
-            max_kwh = max(need, dev.capacity_kwh - s.soc_kwh)
-        else:
-            max_kwh = need
         sessions.append(
             EVSessionIn(
                 index=j,
                 first=first,
                 last=max(first, last),
                 required_kwh=need_in,
-                max_kwh=max_kwh,
+                max_kwh=s.ceiling_kwh(),
+                target_kwh=need,
                 soc_kwh=s.soc_kwh,
                 note=note,
             )
         )
-    return EVIn(dev, sessions)
+    return EVIn(dev, sessions, _terminal(dev.terminal_price_ct_per_kwh, terminal_ct))
+
+
+def _terminal(own: float | None, site: float) -> float:
+    return site if own is None else float(own)
 
 
 def _appliance(dev: Appliance, i: int, grid: SlotGrid) -> ApplianceIn:
@@ -198,7 +219,7 @@ def _appliance(dev: Appliance, i: int, grid: SlotGrid) -> ApplianceIn:
     return ApplianceIn(dev, prof, starts, active, note)
 
 
-def _heat_pump(dev: HeatPump, i: int, grid: SlotGrid) -> HeatPumpIn:
+def _heat_pump(dev: HeatPump, i: int, grid: SlotGrid, terminal_ct: float) -> HeatPumpIn:
     key = f"devices[{i}]"
     outdoor = _series(dev.outdoor_c, grid, f"{key}.outdoor_c", ScenarioError)
     if dev.cop is None:
@@ -222,15 +243,25 @@ def _heat_pump(dev: HeatPump, i: int, grid: SlotGrid) -> HeatPumpIn:
             key=f"{key}.building.heat_capacity_kwh_per_k",
             reason="too small for the resolution (time constant shorter than one slot)",
         )
-    end_c = (
-        b.end_indoor_c
-        if b.end_indoor_c is not None
-        else float(np.clip(b.indoor_c, cmin[-1], cmax[-1]))
-    )
+    end_c: float | None
+    if b.end_indoor_c == "start":
+        end_c = float(np.clip(b.indoor_c, cmin[-1], cmax[-1]))
+    else:
+        end_c = b.end_indoor_c
     setpoint = (
         b.setpoint_c if b.setpoint_c is not None else float(np.clip(b.indoor_c, cmin[0], cmax[0]))
     )
-    return HeatPumpIn(dev, cop, outdoor, cmin, cmax, gains, end_c, setpoint)
+    return HeatPumpIn(
+        dev,
+        cop,
+        outdoor,
+        cmin,
+        cmax,
+        gains,
+        end_c,
+        setpoint,
+        _terminal(dev.terminal_price_ct_per_kwh, terminal_ct),
+    )
 
 
 def prepare(scenario: Scenario, prices: pd.Series | None = None) -> Inputs:
@@ -251,14 +282,19 @@ def prepare(scenario: Scenario, prices: pd.Series | None = None) -> Inputs:
             raise ScenarioError(key=key, reason=f"must not be negative (at {at.isoformat()})")
     inputs.base_load = np.maximum(inputs.base_load, 0.0)
     inputs.pv = np.maximum(inputs.pv, 0.0)
+    site_ct = site.terminal_price_ct_per_kwh
+    tc = default_terminal_price(inputs.price) if site_ct is None else float(site_ct)
+    inputs.terminal_ct = tc
     for i, dev in enumerate(scenario.devices):
         if isinstance(dev, EV):
-            inputs.evs.append(_ev(dev, i, grid))
+            inputs.evs.append(_ev(dev, i, grid, tc))
         elif isinstance(dev, Battery):
-            end = dev.end_soc_kwh if dev.end_soc_kwh is not None else dev.soc_kwh
-            inputs.batteries.append(BatteryIn(dev, end))
+            end = dev.soc_kwh if dev.end_soc_kwh == "start" else dev.end_soc_kwh
+            inputs.batteries.append(
+                BatteryIn(dev, end, _terminal(dev.terminal_price_ct_per_kwh, tc))
+            )
         elif isinstance(dev, HeatPump):
-            inputs.heat_pumps.append(_heat_pump(dev, i, grid))
+            inputs.heat_pumps.append(_heat_pump(dev, i, grid, tc))
         else:
             inputs.appliances.append(_appliance(dev, i, grid))
     return inputs

@@ -7,14 +7,23 @@ states after the slot. Binaries appear only where a feature needs them:
 * EV minimum power or minimum run time: an on/off binary per available slot;
 * heat-pump minimum run time: an on/off binary per slot;
 * an appliance: one binary per feasible start;
-* a battery that could profit from charging and discharging at once (import price < 0):
-  a direction binary in those slots only;
+* a battery that could profit from charging and discharging at once (to make room for a
+  negative import price later): a direction binary in every slot up to the last negative price;
 * import and export at once (import price below the feed-in price while PV is there): a
   direction binary in those slots only.
 
 Every comfort or energy target is soft (priced in :class:`~wattplan.Penalties`), so a
 sensible request always gets a plan, with its shortfall reported. A tiny cost on each kW of
 change between slots makes the solver prefer fewer, longer blocks among plans of equal cost.
+
+What the horizon leaves behind (battery energy, EV energy above a session's floor, heat in
+the building) enters the objective at its terminal price, the same price at which the
+baseline's end state is valued (DESIGN.md §3, End state). The objective's terms are kept in
+three groups: money (the bill less the end state's value), penalties of soft constraints,
+and the rest (wear, start-ups, tie-breaks). With ``cap_eur`` one more row says money plus
+penalties must not exceed the baseline's: the baseline satisfies it, so when the baseline is
+feasible for the model the plan can never report a negative saving, whatever the wear,
+start penalties or MIP gap would otherwise trade.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ class _EVVars:
     spec: EVIn
     x: dict[int, Var]
     shortfall: dict[int, Var]  # per session index
+    extra: dict[int, Var]  # energy above the floor, per session index (when allowed)
 
 
 @dataclass
@@ -51,7 +61,7 @@ class _BatteryVars:
     c: list[Var]
     d: list[Var]
     soc: list[Var]  # after slot t
-    end_short: Var
+    end_short: Var | None
 
 
 @dataclass
@@ -61,7 +71,7 @@ class _HPVars:
     theta: list[Var]  # after slot t
     too_cold: list[Var]
     too_warm: list[Var]
-    end_short: Var
+    end_short: Var | None
 
 
 @dataclass
@@ -98,6 +108,7 @@ class Model:
     heat_pumps: list[_HPVars] = field(default_factory=list)
     appliances: list[_ApplianceVars] = field(default_factory=list)
     n_binaries: int = 0
+    capped: bool = False  # whether the money-and-penalties row against the baseline is in
     # on/off binaries that only enforce a minimum power: the solver tries them relaxed first
     relaxable: list[RelaxableGroup] = field(default_factory=list)
     # direction binaries (z, a, b): a > 0 needs z = 1, b > 0 needs z = 0; no cost of their own
@@ -113,6 +124,8 @@ class _Builder:
         self.prob = pulp.LpProblem("wattplan", pulp.LpMinimize)
         self.variables: list[Var] = []
         self.objective: Terms = []
+        self.money_terms: Terms = []  # the bill less the end state's value
+        self.penalty_terms: Terms = []  # soft constraints
         self.rows = 0
         self.binaries = 0
 
@@ -140,8 +153,28 @@ class _Builder:
         self.prob.addConstraint(pulp.LpConstraint(expr, sense, rhs=rhs), f"r{self.rows}")
 
     def cost(self, var: Var, eur: float) -> None:
+        """Wear, start-ups and tie-breaks: in the objective, not on the bill."""
         if eur != 0.0:
             self.objective.append((var, eur))
+
+    def money(self, var: Var, eur: float) -> None:
+        if eur != 0.0:
+            self.objective.append((var, eur))
+            self.money_terms.append((var, eur))
+
+    def penalty(self, var: Var, eur: float) -> None:
+        if eur != 0.0:
+            self.objective.append((var, eur))
+            self.penalty_terms.append((var, eur))
+
+
+def _combined(terms: Terms) -> Terms:
+    """Add up the coefficients of repeated variables (PuLP keeps only the last of them)."""
+    out: dict[int, tuple[Var, float]] = {}
+    for var, coef in terms:
+        prev = out.get(id(var))
+        out[id(var)] = (var, coef + (prev[1] if prev else 0.0))
+    return list(out.values())
 
 
 def _changes(
@@ -202,8 +235,12 @@ def _on_off(
     return groups
 
 
-def build_model(inputs: Inputs) -> Model:
-    """Build the LP/MILP for ``inputs`` (see the module docstring for the formulation)."""
+def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
+    """Build the LP/MILP for ``inputs`` (see the module docstring for the formulation).
+
+    ``cap_eur``: the baseline's money plus penalties, in the objective's terms (the bill
+    less the end state's value, without constant offsets); the plan may not exceed it.
+    """
     sc = inputs.scenario
     pen = sc.penalties
     n, dt = inputs.grid.n, inputs.dt_h
@@ -218,11 +255,13 @@ def build_model(inputs: Inputs) -> Model:
     exp_lim = float(sc.site.grid_export_limit_kw)
     e = {t: b.var(f"e_{t}", 0.0, exp_lim) for t in v} if exp_lim > 0 else {}
     for t in range(n):
-        b.cost(u[t], dt * price[t] / 100.0)
-        b.cost(o[t], dt * price[t] / 100.0 + dt * pen.grid_overload_eur_per_kwh)
+        b.money(u[t], dt * price[t] / 100.0)
+        b.money(o[t], dt * price[t] / 100.0)
+        b.penalty(o[t], dt * pen.grid_overload_eur_per_kwh)
     model = Model(inputs, b.prob, b.variables, u, o, e, v)
     for t, et in e.items():
-        b.cost(et, -dt * feed[t] / 100.0)
+        b.money(et, -dt * feed[t] / 100.0)
+        b.cost(et, tie)  # where import and export cost the same, do neither at once
         b.row([(et, 1.0), (v[t], -1.0)], LE, 0.0)  # export only from PV
         if price[t] < feed[t]:
             # importing and exporting at once would pay: forbid it with a direction binary
@@ -241,17 +280,26 @@ def build_model(inputs: Inputs) -> Model:
         nm = f"ev{len(model.evs)}"
         x: dict[int, Var] = {}
         short: dict[int, Var] = {}
+        extra: dict[int, Var] = {}
         for s in ev.sessions:
             for t in range(s.first, s.last):
                 x[t] = b.var(f"{nm}_x_{t}", 0.0, d.max_power_kw)
                 draw[t].append((x[t], 1.0))
             energy: Terms = [(x[t], d.efficiency * dt) for t in range(s.first, s.last)]
+            # delivered energy = floor − shortfall + extra, extra within the ceiling; the
+            # row exists for every session, so a session without a whole slot shows its
+            # whole floor as a shortfall
             sh = b.var(f"{nm}_short_{s.index}", 0.0, s.required_kwh)
             short[s.index] = sh
-            b.cost(sh, pen.shortfall_eur_per_kwh)
-            if energy:
-                b.row([*energy, (sh, 1.0)], GE, s.required_kwh)
-                b.row(energy, LE, s.max_kwh)
+            b.penalty(sh, pen.shortfall_eur_per_kwh)
+            balance: Terms = [*energy, (sh, 1.0)]
+            room = s.max_kwh - s.required_kwh
+            if room > 1e-9 and energy:
+                ex = b.var(f"{nm}_extra_{s.index}", 0.0, room)
+                extra[s.index] = ex
+                b.money(ex, -ev.terminal_ct / d.efficiency / 100.0)
+                balance.append((ex, -1.0))
+            b.row(balance, EQ, s.required_kwh)
         slots = [(s.first, s.last) for s in ev.sessions if s.last > s.first]
         # Starts are priced as ramp-up (kW of increase / max power): exact for full-power
         # blocks and free of binaries. Exact start variables only come with a minimum run
@@ -286,8 +334,12 @@ def build_model(inputs: Inputs) -> Model:
                             on, pw, d.min_power_kw or 0.0, d.max_power_kw, price[first:last]
                         )
                     )
-        model.evs.append(_EVVars(ev, x, short))
+        model.evs.append(_EVVars(ev, x, short, extra))
 
+    # Charging and discharging at once burns stored energy at no cost of money (the grid
+    # sees c − d). That pays only to make room for a later negative price, so the direction
+    # binaries exist in every slot up to the last negative price.
+    later_negative = np.minimum.accumulate(price[::-1])[::-1] < 0
     for bat in inputs.batteries:
         bd = bat.dev
         nm = f"bat{len(model.batteries)}"
@@ -311,16 +363,19 @@ def build_model(inputs: Inputs) -> Model:
             draw[t].append((dis[t], -1.0))
             b.cost(dis[t], dt * bd.wear_cost_ct_per_kwh / 100.0 + tie)
             b.cost(c[t], tie)
-            if price[t] < 0:
+            if later_negative[t]:
                 z = b.var(f"{nm}_z_{t}", binary=True)
                 b.row([(c[t], 1.0), (z, -bd.max_charge_kw)], LE, 0.0)
                 b.row([(dis[t], 1.0), (z, bd.max_discharge_kw)], LE, bd.max_discharge_kw)
                 model.exclusive.append((z, c[t], dis[t]))
             if not bd.allow_grid_charging:
                 b.row([(c[t], 1.0), *([(v[t], -1.0)] if t in v else [])], LE, 0.0)
-        end_short = b.var(f"{nm}_endshort", 0.0, bat.end_kwh)
-        b.row([(soc[n - 1], 1.0), (end_short, 1.0)], GE, bat.end_kwh)
-        b.cost(end_short, pen.shortfall_eur_per_kwh)
+        b.money(soc[n - 1], -bat.terminal_ct * bd.discharge_efficiency / 100.0)
+        end_short = None
+        if bat.end_kwh is not None:
+            end_short = b.var(f"{nm}_endshort", 0.0, bat.end_kwh)
+            b.row([(soc[n - 1], 1.0), (end_short, 1.0)], GE, bat.end_kwh)
+            b.penalty(end_short, pen.shortfall_eur_per_kwh)
         model.batteries.append(_BatteryVars(bat, c, dis, soc, end_short))
 
     for hp in inputs.heat_pumps:
@@ -341,12 +396,15 @@ def build_model(inputs: Inputs) -> Model:
             b.row([(theta[t], 1.0), *prev, (h[t], -k * hp.cop[t])], EQ, rhs)
             b.row([(theta[t], 1.0), (cold[t], 1.0)], GE, float(hp.comfort_min_c[t]))
             b.row([(theta[t], 1.0), (warm[t], -1.0)], LE, float(hp.comfort_max_c[t]))
-            b.cost(cold[t], comfort_eur)
-            b.cost(warm[t], comfort_eur)
+            b.penalty(cold[t], comfort_eur)
+            b.penalty(warm[t], comfort_eur)
             draw[t].append((h[t], 1.0))
-        end_short = b.var(f"{nm}_endshort", 0.0, None)
-        b.row([(theta[n - 1], 1.0), (end_short, 1.0)], GE, hp.end_c)
-        b.cost(end_short, pen.comfort_eur_per_kelvin_hour)
+        b.money(theta[n - 1], -hp.eur_per_kelvin)
+        end_short = None
+        if hp.end_c is not None:
+            end_short = b.var(f"{nm}_endshort", 0.0, None)
+            b.row([(theta[n - 1], 1.0), (end_short, 1.0)], GE, hp.end_c)
+            b.penalty(end_short, pen.comfort_eur_per_kelvin_hour)
         h_by_t = dict(enumerate(h))
         use_bin = hd.min_run_minutes > 0
         _changes(
@@ -377,7 +435,7 @@ def build_model(inputs: Inputs) -> Model:
         not_run = None
         if app.active:
             not_run = b.var(f"{nm}_skip", 0.0, 1.0)
-            b.cost(not_run, pen.not_run_eur)
+            b.penalty(not_run, pen.not_run_eur)
             b.row([*((ys, 1.0) for ys in y.values()), (not_run, 1.0)], EQ, 1.0)
         for st, ys in y.items():
             for j, p in enumerate(app.profile_kw):
@@ -395,7 +453,10 @@ def build_model(inputs: Inputs) -> Model:
         terms.extend((var, -coef) for var, coef in draw[t])
         b.row(terms, EQ, float(inputs.base_load[t]))
 
-    b.prob.setObjective(pulp.LpAffineExpression(b.objective))
+    if cap_eur is not None:
+        b.row(_combined([*b.money_terms, *b.penalty_terms]), LE, cap_eur)
+        model.capped = True
+    b.prob.setObjective(pulp.LpAffineExpression(_combined(b.objective)))
     model.n_binaries = b.binaries
     model.variables = b.variables
     return model

@@ -10,7 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from wattplan.optimizer._flows import Flows, bill_eur, flows_from_model, simulate_baseline
+from wattplan.optimizer._flows import (
+    Flows,
+    baseline_violations,
+    bill_eur,
+    end_values_eur,
+    flows_from_model,
+    penalties_eur,
+    simulate_baseline,
+)
 from wattplan.optimizer._inputs import Inputs, prepare
 from wattplan.optimizer._model import Model, build_model
 from wattplan.optimizer._plan import Plan, PlanStatus, Shortfall
@@ -66,45 +74,32 @@ def _device_costs(inputs: Inputs, fl: Flows) -> dict[str, float]:
     }
 
 
-def _end_value_adjustment(inputs: Inputs, plan: Flows, base: Flows) -> tuple[float, list[str]]:
-    """Value (EUR) of the energy the plan leaves stored beyond what the baseline leaves."""
-    mean_p = float(np.mean(inputs.price)) / 100.0
-    adj = 0.0
+def _end_state_notes(
+    inputs: Inputs, plan: Flows, base: Flows, values: dict[str, float], bvalues: dict[str, float]
+) -> list[str]:
+    """Where the plan leaves a different end state than the baseline, and its worth."""
     notes: list[str] = []
     for bat in inputs.batteries:
-        d = bat.dev
-        ds = float(plan.soc_kwh[d.name][-1] - base.soc_kwh[d.name][-1])
+        name = bat.dev.name
+        ds = float(plan.soc_kwh[name][-1] - base.soc_kwh[name][-1])
         if abs(ds) > 1e-3:
-            v = (ds / d.charge_efficiency if ds > 0 else ds * d.discharge_efficiency) * mean_p
-            adj += v
-            notes.append(f"{d.name} ends {ds:+.2f} kWh against the baseline ({v:+.2f} EUR)")
+            v = values[name] - bvalues[name]
+            notes.append(f"{name} ends {ds:+.2f} kWh against the baseline ({v:+.2f} EUR)")
     for ev in inputs.evs:
-        ed = ev.dev
-        de = plan.ev_delivered_kwh[ed.name] - base.ev_delivered_kwh[ed.name]
-        if abs(de) > 1e-3:
-            v = de / ed.efficiency * mean_p
-            adj += v
-            notes.append(f"{ed.name} gets {de:+.2f} kWh against the baseline ({v:+.2f} EUR)")
+        name = ev.dev.name
+        de = plan.ev_delivered_kwh[name] - base.ev_delivered_kwh[name]
+        v = values[name] - bvalues[name]
+        if abs(v) > 5e-4:
+            notes.append(f"{name} gets {de:+.2f} kWh against the baseline ({v:+.2f} EUR)")
     for hp in inputs.heat_pumps:
-        hd = hp.dev
-        dth = float(plan.indoor_c[hd.name][-1] - base.indoor_c[hd.name][-1])
+        name = hp.dev.name
+        dth = float(plan.indoor_c[name][-1] - base.indoor_c[name][-1])
         if abs(dth) > 1e-3:
-            heat = dth * hd.building.heat_capacity_kwh_per_k
-            v = heat / float(np.mean(hp.cop)) * mean_p
-            adj += v
+            v = values[name] - bvalues[name]
             notes.append(
-                f"{hd.name} leaves the house {dth:+.2f} K against the baseline ({v:+.2f} EUR)"
+                f"{name} leaves the house {dth:+.2f} K against the baseline ({v:+.2f} EUR)"
             )
-    for app in inputs.appliances:
-        name = app.dev.name
-        ran_plan = plan.appliance_start.get(name) is not None
-        ran_base = base.appliance_start.get(name) is not None
-        if ran_plan != ran_base:
-            energy = float(np.sum(app.profile_kw) * inputs.dt_h)
-            v = (energy if ran_plan else -energy) * mean_p
-            adj += v
-            notes.append(f"{name} runs in {'the plan' if ran_plan else 'the baseline'} only")
-    return adj, notes
+    return notes
 
 
 def _periods(
@@ -160,7 +155,7 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                     )
                 )
     for bat in model.batteries:
-        short = bat.end_short.varValue or 0.0
+        short = 0.0 if bat.end_short is None else bat.end_short.varValue or 0.0
         if short > _EPS_KWH:
             out.append(
                 Shortfall(
@@ -196,8 +191,8 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                         f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}",
                     )
                 )
-        end_short = hp.end_short.varValue or 0.0
-        if end_short > _EPS_K:
+        end_short = 0.0 if hp.end_short is None else hp.end_short.varValue or 0.0
+        if end_short > _EPS_K and hp.spec.end_c is not None:
             out.append(
                 Shortfall(
                     name,
@@ -337,7 +332,7 @@ def _explain(
         text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
         per[name] = text
     saving = base_cost - cost
-    pct = 100.0 * saving / base_cost if abs(base_cost) > 1e-9 else 0.0
+    pct = 100.0 * saving / abs(base_cost) if abs(base_cost) > 1e-9 else 0.0
     lines = [
         f"The plan costs {cost:.2f} EUR against {base_cost:.2f} EUR for the household's usual "
         f"behaviour: it saves {saving:.2f} EUR ({pct:.1f} %)."
@@ -355,12 +350,21 @@ def _explain(
     lines.extend(per[d.name] for d in inputs.scenario.devices)
     if adj_notes:
         lines.append(
-            "Like-for-like: the baseline cost includes the value of different end states ("
-            + "; ".join(adj_notes)
-            + ")."
+            "Like-for-like: what each side leaves stored at the end is valued at the "
+            f"terminal price ({inputs.terminal_ct:.1f} ct/kWh unless a device sets its own), "
+            "in the objective and in the saving alike; the baseline cost includes the "
+            "difference (" + "; ".join(adj_notes) + ")."
         )
     lines.extend(f"Shortfall: {s.message}." for s in shortfalls)
     return "\n".join(lines), per
+
+
+def _terminal_prices(inputs: Inputs) -> dict[str, float]:
+    out = {"site": inputs.terminal_ct}
+    out.update({b.dev.name: b.terminal_ct for b in inputs.batteries})
+    out.update({e.dev.name: e.terminal_ct for e in inputs.evs})
+    out.update({h.dev.name: h.terminal_ct for h in inputs.heat_pumps})
+    return out
 
 
 def _empty_plan(
@@ -374,6 +378,7 @@ def _empty_plan(
     base: Flows,
 ) -> Plan:
     base_cost = bill_eur(inputs, base)
+    bvalues = end_values_eur(inputs, base)
     return Plan(
         status=status,
         schedule=pd.DataFrame(index=inputs.grid.index[:0]),
@@ -382,6 +387,11 @@ def _empty_plan(
         savings_eur=float("nan"),
         baseline_bill_eur=base_cost,
         baseline_adjustment_eur=0.0,
+        end_value_eur=float("nan"),
+        baseline_end_value_eur=sum(bvalues.values()),
+        end_values_eur={},
+        baseline_end_values_eur=bvalues,
+        terminal_prices_ct_per_kwh=_terminal_prices(inputs),
         device_costs_eur={},
         baseline_device_costs_eur=_device_costs(inputs, base),
         shortfalls=[],
@@ -433,11 +443,25 @@ def optimize(
     """
     opts = solver or scenario.solver
     inputs = prepare(scenario, prices)
-    t0 = time.perf_counter()
-    model = build_model(inputs)
-    build_s = time.perf_counter() - t0
     base = simulate_baseline(inputs)
+    base_bill = bill_eur(inputs, base)
+    base_penalty = penalties_eur(inputs, base)
+    violations = baseline_violations(inputs, base)
+    # the baseline as a point of the model: its money (in the objective's terms) and
+    # penalties cap the plan's, so the plan never does worse than the household's usual
+    # behaviour when that behaviour keeps every rule of the model
+    cap = None
+    if not violations:
+        cap = base_bill - sum(end_values_eur(inputs, base, absolute=True).values()) + base_penalty
+    t0 = time.perf_counter()
+    model = build_model(inputs, cap_eur=cap)
+    build_s = time.perf_counter() - t0
     result = solve(model, opts)
+    if result.outcome is SolveOutcome.INFEASIBLE and model.capped:
+        # only numerical trouble can get here (the baseline itself satisfies the cap)
+        log.warning("%s: infeasible with the baseline cap; solving without it", scenario.name)
+        model = build_model(inputs)
+        result = solve(model, opts)
     log.debug(
         "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
         scenario.name,
@@ -458,8 +482,9 @@ def optimize(
 
     fl = flows_from_model(model)
     cost = bill_eur(inputs, fl)
-    base_bill = bill_eur(inputs, base)
-    adj, adj_notes = _end_value_adjustment(inputs, fl, base)
+    values, bvalues = end_values_eur(inputs, fl), end_values_eur(inputs, base)
+    adj = sum(values.values()) - sum(bvalues.values())
+    adj_notes = _end_state_notes(inputs, fl, base, values, bvalues)
     base_cost = base_bill + adj
     costs, base_costs = _device_costs(inputs, fl), _device_costs(inputs, base)
     shortfalls = _shortfalls(model, inputs, fl)
@@ -479,6 +504,12 @@ def optimize(
         savings_eur=base_cost - cost,
         baseline_bill_eur=base_bill,
         baseline_adjustment_eur=adj,
+        end_value_eur=sum(values.values()),
+        baseline_end_value_eur=sum(bvalues.values()),
+        end_values_eur=values,
+        baseline_end_values_eur=bvalues,
+        terminal_prices_ct_per_kwh=_terminal_prices(inputs),
+        baseline_feasible=not violations and base_penalty < 1e-9,
         device_costs_eur=costs,
         baseline_device_costs_eur=base_costs,
         shortfalls=shortfalls,

@@ -89,10 +89,18 @@ def _num(x: Any) -> Any:
 class Plan:
     """A schedule for every device, its cost, the baseline and the saving.
 
-    Money is in EUR for the whole horizon. ``baseline_cost_eur`` already includes
-    ``baseline_adjustment_eur``: the value of any difference in the energy left in the
-    battery, the car or the building at the end (priced at the horizon's mean import price
-    through the efficiencies), so that the comparison is like with like.
+    Money is in EUR for the whole horizon. ``cost_eur`` and ``baseline_bill_eur`` are the
+    two bills. What each leaves behind at the end (battery energy, EV energy above a
+    session's floor, heat in the building) is valued at the terminal price
+    (``terminal_prices_ct_per_kwh``), the same price the optimizer's objective uses:
+    ``end_value_eur`` and ``baseline_end_value_eur``. ``baseline_cost_eur`` is the baseline
+    bill plus ``baseline_adjustment_eur`` (= ``end_value_eur − baseline_end_value_eur``), so
+
+        savings_eur = (baseline_bill_eur − baseline_end_value_eur) − (cost_eur − end_value_eur)
+
+    is the difference of the two valued bills. When ``baseline_feasible`` (the usual
+    behaviour keeps every rule and target of the model) an ``optimal`` plan never reports
+    a negative saving.
     """
 
     status: PlanStatus
@@ -102,6 +110,11 @@ class Plan:
     savings_eur: float
     baseline_bill_eur: float
     baseline_adjustment_eur: float
+    end_value_eur: float
+    baseline_end_value_eur: float
+    end_values_eur: dict[str, float]
+    baseline_end_values_eur: dict[str, float]
+    terminal_prices_ct_per_kwh: dict[str, float]
     device_costs_eur: dict[str, float]
     baseline_device_costs_eur: dict[str, float]
     shortfalls: list[Shortfall]
@@ -117,6 +130,7 @@ class Plan:
     baseline_schedule: pd.DataFrame | None = None
     scenario_name: str = "scenario"
     message: str = ""
+    baseline_feasible: bool = False
 
     @property
     def ok(self) -> bool:
@@ -125,8 +139,10 @@ class Plan:
 
     @property
     def savings_pct(self) -> float:
+        # relative to the size of the baseline cost: a saving is positive even when the
+        # baseline earns money (a negative cost)
         base = self.baseline_cost_eur
-        return 100.0 * self.savings_eur / base if abs(base) > 1e-9 else 0.0
+        return 100.0 * self.savings_eur / abs(base) if abs(base) > 1e-9 else 0.0
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +164,16 @@ class Plan:
             "savings_eur": _num(self.savings_eur),
             "baseline_bill_eur": _num(self.baseline_bill_eur),
             "baseline_adjustment_eur": _num(self.baseline_adjustment_eur),
+            "end_value_eur": _num(self.end_value_eur),
+            "baseline_end_value_eur": _num(self.baseline_end_value_eur),
+            "end_values_eur": {k: _num(v) for k, v in self.end_values_eur.items()},
+            "baseline_end_values_eur": {
+                k: _num(v) for k, v in self.baseline_end_values_eur.items()
+            },
+            "terminal_prices_ct_per_kwh": {
+                k: _num(v) for k, v in self.terminal_prices_ct_per_kwh.items()
+            },
+            "baseline_feasible": self.baseline_feasible,
             "resolution_minutes": self.resolution_minutes,
             "timezone": self.timezone,
             "devices": [dict(d) for d in self.devices],

@@ -162,6 +162,18 @@ class Site(BaseModel):
     grid_export_limit_kw: float = Field(30.0, ge=0, description="Grid export limit, kW.")
     base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
     pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
+    terminal_price_ct_per_kwh: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="What the horizon leaves behind is worth, ct per kWh of grid energy it "
+        "saves later: energy left in a battery (through its discharge efficiency), EV "
+        "energy above a session's target (through the charging efficiency) and heat stored "
+        "in the building (through the mean COP). The objective and the saving use this one "
+        "price, so an optimal plan never reports a negative saving against a feasible "
+        "baseline. Default: the median import price of the horizon (measured on rolling "
+        "re-plans, see benchmarks/terminal_value.py). Devices may override it.",
+    )
 
     _c1 = field_validator("feed_in_ct_per_kwh", "base_load", "pv", mode="before")(
         lambda v: _coerce_series(v)
@@ -183,6 +195,19 @@ class EVSession(BaseModel):
     energy_kwh: float | None = Field(None, ge=0, description="Energy needed in the battery, kWh.")
     soc_kwh: float | None = Field(None, ge=0, description="State of charge at plug-in, kWh.")
     target_soc_kwh: float | None = Field(None, ge=0, description="Wanted SoC at departure, kWh.")
+    max_energy_kwh: float | None = Field(
+        None,
+        ge=0,
+        description="Most energy the plan may add, kWh (≥ energy_kwh). Energy above the "
+        "target is optional and worth the EV's terminal price: with it the car soaks up PV "
+        "surplus or cheap and negative prices. Default: the target (nothing beyond it).",
+    )
+    max_soc_kwh: float | None = Field(
+        None,
+        ge=0,
+        description="Highest SoC the plan may charge to, kWh (≥ target_soc_kwh; needs "
+        "soc_kwh). Like max_energy_kwh, as a state of charge.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -195,12 +220,30 @@ class EVSession(BaseModel):
             raise ValueError("give energy_kwh or target_soc_kwh")
         if self.target_soc_kwh is not None and self.soc_kwh is None:
             raise ValueError("target_soc_kwh needs soc_kwh (the SoC at plug-in)")
+        if self.max_soc_kwh is not None:
+            if self.soc_kwh is None:
+                raise ValueError("max_soc_kwh needs soc_kwh (the SoC at plug-in)")
+            if self.max_energy_kwh is not None:
+                raise ValueError("give max_energy_kwh or max_soc_kwh, not both")
+            if self.max_soc_kwh < self.soc_kwh + self.needed_kwh() - 1e-9:
+                raise ValueError("max_soc_kwh must not be below the target SoC")
+        if self.max_energy_kwh is not None and self.max_energy_kwh < self.needed_kwh() - 1e-9:
+            raise ValueError("max_energy_kwh must not be below the energy needed")
         return self
 
     def needed_kwh(self) -> float:
+        """The floor: energy that must be in the battery by departure, kWh."""
         if self.target_soc_kwh is not None and self.soc_kwh is not None:
             return max(0.0, self.target_soc_kwh - self.soc_kwh)
         return float(self.energy_kwh or 0.0)
+
+    def ceiling_kwh(self) -> float:
+        """The most energy the plan may add (the floor unless a maximum is given), kWh."""
+        if self.max_soc_kwh is not None and self.soc_kwh is not None:
+            return max(self.needed_kwh(), self.max_soc_kwh - self.soc_kwh)
+        if self.max_energy_kwh is not None:
+            return max(self.needed_kwh(), self.max_energy_kwh)
+        return self.needed_kwh()
 
 
 class _DeviceBase(BaseModel):
@@ -234,6 +277,14 @@ class EV(_DeviceBase):
         "longer charging blocks (15-minute price ripple otherwise fragments charging).",
     )
     min_run_minutes: int = Field(0, ge=0, description="Minimum charging block (adds binaries).")
+    terminal_price_ct_per_kwh: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Value of energy charged above a session's target, ct per kWh of grid "
+        "energy it saves later (charging above the target pays only below this price); "
+        "default: site.terminal_price_ct_per_kwh.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -244,7 +295,7 @@ class EV(_DeviceBase):
         for i, s in enumerate(self.sessions):
             cap = self.capacity_kwh
             if cap is not None:
-                for f in ("soc_kwh", "target_soc_kwh"):
+                for f in ("soc_kwh", "target_soc_kwh", "max_soc_kwh"):
                     v = getattr(s, f)
                     if v is not None and v > cap + 1e-9:
                         raise ValueError(
@@ -269,8 +320,19 @@ class Battery(_DeviceBase):
     max_discharge_kw: float = Field(gt=0, description="Maximum discharging power (AC), kW.")
     charge_efficiency: float = Field(0.95, gt=0, le=1, description="AC to stored energy.")
     discharge_efficiency: float = Field(0.95, gt=0, le=1, description="Stored energy to AC.")
-    end_soc_kwh: float | None = Field(
-        None, ge=0, description="Minimum SoC at the end; default: the starting SoC."
+    end_soc_kwh: float | Literal["start"] | None = Field(
+        None,
+        description="A floor for the SoC at the end (soft: a miss is a shortfall), kWh, or "
+        "'start' for the starting SoC. Default: none; what is left is valued at the "
+        "terminal price instead.",
+    )
+    terminal_price_ct_per_kwh: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Value of energy left stored at the end, ct per kWh of AC energy it "
+        "delivers later (times discharge_efficiency per stored kWh); default: "
+        "site.terminal_price_ct_per_kwh.",
     )
     allow_grid_charging: bool = Field(True, description="May charge from the grid.")
     wear_cost_ct_per_kwh: float = Field(
@@ -292,9 +354,8 @@ class Battery(_DeviceBase):
                 f"soc_kwh ({self.soc_kwh}) must lie within [soc_min_kwh, soc_max_kwh] = "
                 f"[{self.soc_min_kwh}, {top}]"
             )
-        if self.end_soc_kwh is not None and not (
-            self.soc_min_kwh - 1e-9 <= self.end_soc_kwh <= top + 1e-9
-        ):
+        end = self.end_soc_kwh
+        if isinstance(end, float) and not (self.soc_min_kwh - 1e-9 <= end <= top + 1e-9):
             raise ValueError("end_soc_kwh must lie within [soc_min_kwh, soc_max_kwh]")
         return self
 
@@ -314,8 +375,11 @@ class Building(BaseModel):
     comfort_min_c: SeriesInput = Field(description="Lowest comfortable temperature, °C.")
     comfort_max_c: SeriesInput = Field(description="Highest comfortable temperature, °C.")
     gains_kw: SeriesInput = Field(0.0, description="Internal and solar heat gains, kW.")
-    end_indoor_c: float | None = Field(
-        None, description="Minimum temperature at the end; default: the starting temperature."
+    end_indoor_c: float | Literal["start"] | None = Field(
+        None,
+        description="A floor for the temperature at the end (soft), °C, or 'start' for the "
+        "starting temperature (within the comfort band). Default: none; the heat stored "
+        "is valued at the heat pump's terminal price instead.",
     )
     setpoint_c: float | None = Field(
         None, description="The baseline thermostat's set point; default: clamp(indoor_c)."
@@ -347,6 +411,14 @@ class HeatPump(_DeviceBase):
         "48 h become 5 for 3 ct). 0 turns it off.",
     )
     min_run_minutes: int = Field(0, ge=0, description="Minimum run time once started (binaries).")
+    terminal_price_ct_per_kwh: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Value of heat stored in the building at the end, ct per kWh of "
+        "electricity it saves later (each K is C kWh of heat, over the horizon's mean COP); "
+        "default: site.terminal_price_ct_per_kwh.",
+    )
 
     _c = field_validator("outdoor_c", "cop", mode="before")(lambda v: _coerce_series(v))
 
