@@ -224,7 +224,30 @@ def _round_relaxed(
     return False
 
 
+def _reset_thread_scheduler() -> None:
+    """Shut down the calling thread's HiGHS task scheduler (if any) and join its workers."""
+    import highspy
+
+    # older highspy has only resetGlobalScheduler, which resets the same per-thread scheduler
+    reset = getattr(highspy.Highs, "resetThreadScheduler", None)
+    (reset or highspy.Highs.resetGlobalScheduler)(True)
+
+
 def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
+    # HiGHS keeps one task scheduler per calling thread, sized by that thread's first run, and
+    # fails ("Not Set") any later run there with other `threads`. So a solve starts from no
+    # scheduler on this thread and leaves none: `threads` is honoured exactly, and HiGHS use
+    # before or after us here is unaffected (it builds a new one on its next run). The reset
+    # touches only this thread's scheduler, idle between runs, so it is safe while other
+    # threads solve. Cost: ~1 us with threads=1 (no workers), ~60 us with 2 (start and join).
+    _reset_thread_scheduler()
+    try:
+        return _run_highs(model, options)
+    finally:
+        _reset_thread_scheduler()
+
+
+def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
     import highspy
 
     t0 = time.perf_counter()
