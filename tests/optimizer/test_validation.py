@@ -151,6 +151,28 @@ def test_sensible_but_unmeetable_request_gets_a_plan_with_a_shortfall() -> None:
     assert "18.00 kWh short" in plan.explanation
 
 
+def test_a_session_without_a_whole_slot_is_a_shortfall_not_a_silent_plan() -> None:
+    # 18:10-19:05 on an hourly grid holds no whole slot: the 1.5 kWh cannot be charged, and
+    # the plan must say so rather than come back optimal with "no charging needed"
+    ev = {
+        **EV,
+        "sessions": [
+            {
+                "plug_in": (T0 + pd.Timedelta(hours=1, minutes=10)).isoformat(),
+                "departure": (T0 + pd.Timedelta(hours=2, minutes=5)).isoformat(),
+                "energy_kwh": 1.5,
+            }
+        ],
+    }
+    plan = wattplan.optimize(tiny([30.0] * 4, [ev]))
+    assert plan.status is wattplan.PlanStatus.FEASIBLE_WITH_SHORTFALL
+    (short,) = plan.shortfalls
+    assert (short.device, short.kind) == ("car", "energy")
+    assert short.amount == pytest.approx(1.5)
+    assert "not plugged in for a whole slot" in short.message
+    assert "no charging needed" not in plan.explanation
+
+
 def test_comfort_band_that_cannot_be_held_reports_kelvin_hours() -> None:
     hp = {
         "kind": "heat_pump",

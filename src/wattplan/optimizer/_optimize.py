@@ -267,7 +267,12 @@ def _explain(
         energy = float(kw.sum() * dt)
         periods = _periods(idx, kw > 1e-3, res)
         if energy < 1e-3:
-            per[name] = f"{name}: no charging needed in this horizon."
+            short = any(s.device == name and s.kind == "energy" for s in shortfalls)
+            per[name] = (
+                f"{name}: cannot charge in this horizon (see the shortfall)."
+                if short
+                else f"{name}: no charging needed in this horizon."
+            )
             continue
         ap, bp = _avg_price(p, kw), _avg_price(p, base.device_kw[name])
         text = (
