@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _plan(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, allow_outside_files=args.allow_outside_files)
     solver = scenario.solver
     if args.solver or args.time_limit:
         solver = SolverOptions(
@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
     p.add_argument("--all-slots", action="store_true", help="table of every slot, not hourly")
     p.add_argument("--solver", choices=["highs", "cbc"], help="override the scenario's solver")
     p.add_argument("--time-limit", type=float, metavar="S", help="solver time limit, seconds")
+    p.add_argument(
+        "--allow-outside-files",
+        action="store_true",
+        help="read CSV files the scenario names outside its own folder (absolute or ../ paths)",
+    )
     p.set_defaults(func=_plan)
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     s.set_defaults(func=_schema)

@@ -105,7 +105,42 @@ class Inputs:
         return self.grid.dt_h
 
 
+# Plausible range of each series after alignment, by its key's last part: finite numbers
+# far outside these are typing errors (W for kW, a price in EUR/MWh) or hostile input
+SERIES_RANGES: dict[str, tuple[float, float, str]] = {
+    "prices": (-10_000.0, 10_000.0, "ct/kWh"),
+    "feed_in_ct_per_kwh": (-10_000.0, 10_000.0, "ct/kWh"),
+    "base_load": (0.0, 1_000.0, "kW"),
+    "pv": (0.0, 1_000.0, "kW"),
+    "outdoor_c": (-60.0, 60.0, "°C"),
+    "cop": (0.0, 20.0, ""),
+    "comfort_min_c": (-20.0, 60.0, "°C"),
+    "comfort_max_c": (-20.0, 60.0, "°C"),
+    "gains_kw": (-1_000.0, 1_000.0, "kW"),
+}
+
+
+def _check_range(arr: FloatArray, key: str, grid: SlotGrid, err: type[ScenarioError]) -> None:
+    lo, hi, unit = SERIES_RANGES.get(key.rsplit(".", 1)[-1], (-1e6, 1e6, ""))
+    bad = np.flatnonzero((arr < lo - 1e-9) | (arr > hi + 1e-9))
+    if len(bad):
+        at = grid.index[int(bad[0])].isoformat()
+        raise err(
+            key=key,
+            reason=f"{arr[bad[0]]:g} at {at} lies outside the plausible range "
+            f"[{lo:g}, {hi:g}]{' ' + unit if unit else ''}",
+        )
+
+
 def _series(
+    value: float | TimeSeries, grid: SlotGrid, key: str, err: type[ScenarioError]
+) -> FloatArray:
+    arr = _aligned(value, grid, key, err)
+    _check_range(arr, key, grid, err)
+    return arr
+
+
+def _aligned(
     value: float | TimeSeries, grid: SlotGrid, key: str, err: type[ScenarioError]
 ) -> FloatArray:
     if isinstance(value, TimeSeries):
@@ -136,7 +171,9 @@ def staffell_cop(outdoor_c: FloatArray, flow_c: float) -> FloatArray:
 def _prices(scenario: Scenario, prices: pd.Series | None, grid: SlotGrid) -> FloatArray:
     if prices is not None:
         series = check_price_series(prices, "prices")
-        return align_series(series, grid, key="prices", error=PriceDataError)
+        arr = align_series(series, grid, key="prices", error=PriceDataError)
+        _check_range(arr, "prices", grid, PriceDataError)
+        return arr
     if scenario.prices is None:
         raise PriceDataError(
             key="prices", reason="no prices: give them in the scenario or as optimize(prices=...)"

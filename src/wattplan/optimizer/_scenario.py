@@ -9,15 +9,17 @@ the JSON Schema printed by ``wattplan schema``.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 import pandas as pd
 import yaml
+from annotated_types import Ge, Le
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -45,7 +47,39 @@ __all__ = [
     "scenario_json_schema",
 ]
 
-_STRICT = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+_STRICT = ConfigDict(extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False)
+
+
+def _not_bool(v: Any) -> Any:
+    # pydantic's lax mode reads `true` as 1.0; in a numeric key it is a mistake
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not true or false")
+    return v
+
+
+# Plausible ranges: every number is finite, and absurd magnitudes (1e300 kW) are refused
+# with the key named instead of reaching the solver as numerical trouble.
+MAX_KW = 1_000.0
+MAX_KWH = 10_000.0
+MAX_PRICE_CT = 10_000.0  # ct/kWh, 100 EUR/kWh; the day-ahead market is capped at 400
+MAX_EUR = 10_000.0
+_NUM = BeforeValidator(_not_bool)
+Number = Annotated[float, Ge(-1e6), Le(1e6), _NUM]
+Kw = Annotated[float, Le(MAX_KW), _NUM]
+Kwh = Annotated[float, Le(MAX_KWH), _NUM]
+CtPerKwh = Annotated[float, Ge(-MAX_PRICE_CT), Le(MAX_PRICE_CT), _NUM]
+Celsius = Annotated[float, Ge(-60.0), Le(100.0), _NUM]
+Eur = Annotated[float, Le(MAX_EUR), _NUM]
+Fraction = Annotated[float, Le(1.0), _NUM]
+Count = Annotated[int, _NUM]
+
+# Bounds on counts (see also the file limits near load_scenario)
+MAX_HORIZON_DAYS = 366
+MAX_SERIES_VALUES = 1_100_000  # a year of one-minute values
+MAX_DEVICES = 100
+MAX_SESSIONS = 1_000
+MAX_PROFILE_STEPS = 1_440
+MAX_PROGRAMME_MINUTES = 7 * 24 * 60
 
 
 class TimeSeries(BaseModel):
@@ -62,11 +96,15 @@ class TimeSeries(BaseModel):
     file: str | None = Field(None, description="CSV file, relative to the scenario file.")
     column: str | None = Field(None, description="Value column of the CSV file.")
     time_column: str = Field("start", description="Column with interval starts (ISO 8601).")
-    values: list[float] | None = Field(None, description="Inline values.")
-    index: list[AwareDatetime] | None = Field(
-        None, description="Interval starts of the inline values; without it, one value a slot."
+    values: list[Number] | None = Field(
+        None, max_length=MAX_SERIES_VALUES, description="Inline values."
     )
-    scale: float = Field(1.0, description="Factor applied to every value (e.g. kWp of PV).")
+    index: list[AwareDatetime] | None = Field(
+        None,
+        max_length=MAX_SERIES_VALUES,
+        description="Interval starts of the inline values; without it, one value a slot.",
+    )
+    scale: Number = Field(1.0, description="Factor applied to every value (e.g. kWp of PV).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -107,7 +145,7 @@ def _coerce_series(value: Any) -> Any:
     return value
 
 
-SeriesInput = Annotated[float | TimeSeries, Field(union_mode="left_to_right")]
+SeriesInput = Annotated[Number | TimeSeries, Field(union_mode="left_to_right")]
 
 
 class PriceSpec(BaseModel):
@@ -120,14 +158,22 @@ class PriceSpec(BaseModel):
 
     file: str | None = Field(None, description="CSV of all-in prices in ct/kWh.")
     column: str = Field("price_ct_per_kwh", description="All-in price column.")
-    values: list[float] | None = Field(None, description="Inline all-in prices, ct/kWh.")
-    index: list[AwareDatetime] | None = Field(None, description="Interval starts of 'values'.")
+    values: list[CtPerKwh] | None = Field(
+        None, max_length=MAX_SERIES_VALUES, description="Inline all-in prices, ct/kWh."
+    )
+    index: list[AwareDatetime] | None = Field(
+        None, max_length=MAX_SERIES_VALUES, description="Interval starts of 'values'."
+    )
     spot_file: str | None = Field(None, description="CSV of day-ahead spot prices in EUR/MWh.")
     spot_column: str = Field("price_eur_per_mwh", description="Spot price column.")
-    spot_values: list[float] | None = Field(None, description="Inline spot prices, EUR/MWh.")
-    spot_index: list[AwareDatetime] | None = Field(None, description="Starts of 'spot_values'.")
-    markup_ct_per_kwh: float = Field(16.0, description="Net markup on spot (grid, levies).")
-    vat: float = Field(0.19, ge=0.0, le=1.0, description="VAT applied to spot + markup.")
+    spot_values: list[Annotated[float, Ge(-1e5), Le(1e5), _NUM]] | None = Field(
+        None, max_length=MAX_SERIES_VALUES, description="Inline spot prices, EUR/MWh."
+    )
+    spot_index: list[AwareDatetime] | None = Field(
+        None, max_length=MAX_SERIES_VALUES, description="Starts of 'spot_values'."
+    )
+    markup_ct_per_kwh: CtPerKwh = Field(16.0, description="Net markup on spot (grid, levies).")
+    vat: Fraction = Field(0.19, ge=0.0, le=1.0, description="VAT applied to spot + markup.")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -158,11 +204,11 @@ class Site(BaseModel):
     model_config = _STRICT
 
     feed_in_ct_per_kwh: SeriesInput = Field(0.0, description="Feed-in price, ct/kWh.")
-    grid_import_limit_kw: float = Field(30.0, gt=0, description="Grid import limit, kW.")
-    grid_export_limit_kw: float = Field(30.0, ge=0, description="Grid export limit, kW.")
+    grid_import_limit_kw: Kw = Field(30.0, gt=0, description="Grid import limit, kW.")
+    grid_export_limit_kw: Kw = Field(30.0, ge=0, description="Grid export limit, kW.")
     base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
     pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
-    terminal_price_ct_per_kwh: float | None = Field(
+    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
         None,
         ge=0,
         allow_inf_nan=False,
@@ -192,17 +238,17 @@ class EVSession(BaseModel):
 
     plug_in: AwareDatetime = Field(description="When the car is plugged in.")
     departure: AwareDatetime = Field(description="When the car leaves; charging ends before.")
-    energy_kwh: float | None = Field(None, ge=0, description="Energy needed in the battery, kWh.")
-    soc_kwh: float | None = Field(None, ge=0, description="State of charge at plug-in, kWh.")
-    target_soc_kwh: float | None = Field(None, ge=0, description="Wanted SoC at departure, kWh.")
-    max_energy_kwh: float | None = Field(
+    energy_kwh: Kwh | None = Field(None, ge=0, description="Energy needed in the battery, kWh.")
+    soc_kwh: Kwh | None = Field(None, ge=0, description="State of charge at plug-in, kWh.")
+    target_soc_kwh: Kwh | None = Field(None, ge=0, description="Wanted SoC at departure, kWh.")
+    max_energy_kwh: Kwh | None = Field(
         None,
         ge=0,
         description="Most energy the plan may add, kWh (≥ energy_kwh). Energy above the "
         "target is optional and worth the EV's terminal price: with it the car soaks up PV "
         "surplus or cheap and negative prices. Default: the target (nothing beyond it).",
     )
-    max_soc_kwh: float | None = Field(
+    max_soc_kwh: Kwh | None = Field(
         None,
         ge=0,
         description="Highest SoC the plan may charge to, kWh (≥ target_soc_kwh; needs "
@@ -259,25 +305,29 @@ class EV(_DeviceBase):
     """An electric car at a wallbox (charging only; no vehicle-to-home)."""
 
     kind: Literal["ev"] = "ev"
-    max_power_kw: float = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
-    min_power_kw: float | None = Field(
+    max_power_kw: Kw = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
+    min_power_kw: Kw | None = Field(
         None,
         ge=0,
         description="Minimum power when charging, kW; default 1.4 (IEC 61851: 6 A on one "
         "phase; a three-phase wallbox needs about 4.1). 0 allows any power. Above 0 it adds "
         "an on/off variable per slot, which the solver only makes integral where needed.",
     )
-    efficiency: float = Field(0.92, gt=0, le=1, description="AC-to-battery efficiency.")
-    capacity_kwh: float | None = Field(None, gt=0, description="Usable battery capacity, kWh.")
-    sessions: list[EVSession] = Field(default_factory=list, description="Charging sessions.")
-    start_penalty_eur: float = Field(
+    efficiency: Fraction = Field(0.92, gt=0, le=1, description="AC-to-battery efficiency.")
+    capacity_kwh: Kwh | None = Field(None, gt=0, description="Usable battery capacity, kWh.")
+    sessions: list[EVSession] = Field(
+        default_factory=list, max_length=MAX_SESSIONS, description="Charging sessions."
+    )
+    start_penalty_eur: Eur = Field(
         0.02,
         ge=0,
         description="Cost of each start of charging, EUR: trades a little money for fewer, "
         "longer charging blocks (15-minute price ripple otherwise fragments charging).",
     )
-    min_run_minutes: int = Field(0, ge=0, description="Minimum charging block (adds binaries).")
-    terminal_price_ct_per_kwh: float | None = Field(
+    min_run_minutes: Count = Field(
+        0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum charging block (adds binaries)."
+    )
+    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
         None,
         ge=0,
         allow_inf_nan=False,
@@ -312,21 +362,21 @@ class Battery(_DeviceBase):
     """A stationary home battery (AC-coupled)."""
 
     kind: Literal["battery"] = "battery"
-    capacity_kwh: float = Field(gt=0, description="Usable capacity, kWh.")
-    soc_kwh: float = Field(ge=0, description="State of charge now, kWh.")
-    soc_min_kwh: float = Field(0.0, ge=0, description="Lowest allowed SoC, kWh.")
-    soc_max_kwh: float | None = Field(None, gt=0, description="Highest allowed SoC (capacity).")
-    max_charge_kw: float = Field(gt=0, description="Maximum charging power (AC), kW.")
-    max_discharge_kw: float = Field(gt=0, description="Maximum discharging power (AC), kW.")
-    charge_efficiency: float = Field(0.95, gt=0, le=1, description="AC to stored energy.")
-    discharge_efficiency: float = Field(0.95, gt=0, le=1, description="Stored energy to AC.")
-    end_soc_kwh: float | Literal["start"] | None = Field(
+    capacity_kwh: Kwh = Field(gt=0, description="Usable capacity, kWh.")
+    soc_kwh: Kwh = Field(ge=0, description="State of charge now, kWh.")
+    soc_min_kwh: Kwh = Field(0.0, ge=0, description="Lowest allowed SoC, kWh.")
+    soc_max_kwh: Kwh | None = Field(None, gt=0, description="Highest allowed SoC (capacity).")
+    max_charge_kw: Kw = Field(gt=0, description="Maximum charging power (AC), kW.")
+    max_discharge_kw: Kw = Field(gt=0, description="Maximum discharging power (AC), kW.")
+    charge_efficiency: Fraction = Field(0.95, gt=0, le=1, description="AC to stored energy.")
+    discharge_efficiency: Fraction = Field(0.95, gt=0, le=1, description="Stored energy to AC.")
+    end_soc_kwh: Kwh | Literal["start"] | None = Field(
         None,
         description="A floor for the SoC at the end (soft: a miss is a shortfall), kWh, or "
         "'start' for the starting SoC. Default: none; what is left is valued at the "
         "terminal price instead.",
     )
-    terminal_price_ct_per_kwh: float | None = Field(
+    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
         None,
         ge=0,
         allow_inf_nan=False,
@@ -335,7 +385,7 @@ class Battery(_DeviceBase):
         "site.terminal_price_ct_per_kwh.",
     )
     allow_grid_charging: bool = Field(True, description="May charge from the grid.")
-    wear_cost_ct_per_kwh: float = Field(
+    wear_cost_ct_per_kwh: CtPerKwh = Field(
         1.0,
         ge=0,
         description="Wear cost per kWh discharged, ct/kWh (keeps it from cycling "
@@ -369,19 +419,21 @@ class Building(BaseModel):
 
     model_config = _STRICT
 
-    heat_capacity_kwh_per_k: float = Field(gt=0, description="Thermal capacity C, kWh/K.")
-    heat_loss_kw_per_k: float = Field(gt=0, description="Heat-loss coefficient U, kW/K.")
-    indoor_c: float = Field(description="Indoor temperature now, °C.")
+    heat_capacity_kwh_per_k: Kwh = Field(gt=0, description="Thermal capacity C, kWh/K.")
+    heat_loss_kw_per_k: Annotated[float, Le(100.0), _NUM] = Field(
+        gt=0, description="Heat-loss coefficient U, kW/K."
+    )
+    indoor_c: Celsius = Field(description="Indoor temperature now, °C.")
     comfort_min_c: SeriesInput = Field(description="Lowest comfortable temperature, °C.")
     comfort_max_c: SeriesInput = Field(description="Highest comfortable temperature, °C.")
     gains_kw: SeriesInput = Field(0.0, description="Internal and solar heat gains, kW.")
-    end_indoor_c: float | Literal["start"] | None = Field(
+    end_indoor_c: Celsius | Literal["start"] | None = Field(
         None,
         description="A floor for the temperature at the end (soft), °C, or 'start' for the "
         "starting temperature (within the comfort band). Default: none; the heat stored "
         "is valued at the heat pump's terminal price instead.",
     )
-    setpoint_c: float | None = Field(
+    setpoint_c: Annotated[float, Ge(0.0), Le(40.0), _NUM] | None = Field(
         None, description="The baseline thermostat's set point; default: clamp(indoor_c)."
     )
 
@@ -394,7 +446,7 @@ class HeatPump(_DeviceBase):
     """A modulating space-heating heat pump heating a 1R1C building."""
 
     kind: Literal["heat_pump"] = "heat_pump"
-    max_power_kw: float = Field(gt=0, description="Maximum electric power, kW.")
+    max_power_kw: Kw = Field(gt=0, description="Maximum electric power, kW.")
     building: Building = Field(description="The house it heats (1R1C model).")
     outdoor_c: SeriesInput = Field(description="Outdoor temperature, °C.")
     cop: SeriesInput | None = Field(
@@ -402,16 +454,20 @@ class HeatPump(_DeviceBase):
         description="Coefficient of performance per slot; default: from outdoor_c with the "
         "Staffell et al. (2012) air-source fit at flow_temperature_c.",
     )
-    flow_temperature_c: float = Field(35.0, description="Flow (sink) temperature for the COP fit.")
-    start_penalty_eur: float = Field(
+    flow_temperature_c: Annotated[float, Ge(20.0), Le(90.0), _NUM] = Field(
+        35.0, description="Flow (sink) temperature for the COP fit, °C."
+    )
+    start_penalty_eur: Eur = Field(
         0.01,
         ge=0,
         description="Cost of each start, EUR, priced as ramp-up: keeps the compressor from "
         "short-cycling with the 15-minute price ripple (on the full household, 23 starts in "
         "48 h become 5 for 3 ct). 0 turns it off.",
     )
-    min_run_minutes: int = Field(0, ge=0, description="Minimum run time once started (binaries).")
-    terminal_price_ct_per_kwh: float | None = Field(
+    min_run_minutes: Count = Field(
+        0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum run time once started (binaries)."
+    )
+    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
         None,
         ge=0,
         allow_inf_nan=False,
@@ -427,11 +483,17 @@ class Appliance(_DeviceBase):
     """A shiftable appliance that runs a fixed power profile once, uninterrupted."""
 
     kind: Literal["appliance"] = "appliance"
-    profile_kw: list[Annotated[float, Field(ge=0)]] = Field(
-        min_length=1, description="Power per step of the programme, kW."
+    profile_kw: list[Annotated[float, Ge(0.0), Le(MAX_KW), _NUM]] = Field(
+        min_length=1,
+        max_length=MAX_PROFILE_STEPS,
+        description="Power per step of the programme, kW.",
     )
-    profile_minutes: int | None = Field(
-        None, gt=0, description="Length of one profile step; default: the scenario resolution."
+    profile_minutes: Count | None = Field(
+        None,
+        gt=0,
+        le=MAX_PROGRAMME_MINUTES,
+        description="Length of one profile step; default: the scenario resolution. The "
+        "programme (steps × minutes) may last at most 7 days.",
     )
     earliest_start: AwareDatetime = Field(description="Not before this time.")
     latest_end: AwareDatetime = Field(description="Finished by this time.")
@@ -452,14 +514,16 @@ class SolverOptions(BaseModel):
     model_config = _STRICT
 
     name: Literal["highs", "cbc"] = Field("highs", description="HiGHS (default) or CBC.")
-    time_limit_s: float = Field(10.0, gt=0, description="Wall-clock limit for one solve, s.")
-    mip_gap: float = Field(
+    time_limit_s: Annotated[float, Le(86_400.0), _NUM] = Field(
+        10.0, gt=0, description="Wall-clock limit for one solve, s."
+    )
+    mip_gap: Fraction = Field(
         0.001,
         ge=0,
         description="Relative MIP gap where binaries exist (relative to the whole bill, so keep "
         "it small enough for start penalties of a few cents to count).",
     )
-    threads: int = Field(1, ge=1, description="Solver threads.")
+    threads: Annotated[int, Le(256), _NUM] = Field(1, ge=1, description="Solver threads.")
 
 
 class Penalties(BaseModel):
@@ -467,11 +531,11 @@ class Penalties(BaseModel):
 
     model_config = _STRICT
 
-    shortfall_eur_per_kwh: float = Field(10.0, gt=0, description="Per kWh of unmet EV energy.")
-    comfort_eur_per_kelvin_hour: float = Field(5.0, gt=0, description="Per K·h outside comfort.")
-    grid_overload_eur_per_kwh: float = Field(50.0, gt=0, description="Per kWh over a grid limit.")
-    not_run_eur: float = Field(50.0, gt=0, description="An appliance that cannot run at all.")
-    change_eur_per_kw: float = Field(
+    shortfall_eur_per_kwh: Eur = Field(10.0, gt=0, description="Per kWh of unmet EV energy.")
+    comfort_eur_per_kelvin_hour: Eur = Field(5.0, gt=0, description="Per K·h outside comfort.")
+    grid_overload_eur_per_kwh: Eur = Field(50.0, gt=0, description="Per kWh over a grid limit.")
+    not_run_eur: Eur = Field(50.0, gt=0, description="An appliance that cannot run at all.")
+    change_eur_per_kw: Fraction = Field(
         1e-5,
         ge=0,
         description="Tie-break per kW of power change between slots: among plans of (nearly) "
@@ -494,7 +558,9 @@ class Scenario(BaseModel):
     )
     site: Site = Field(default_factory=Site, description="Grid connection, base load, PV.")
     devices: list[Device] = Field(
-        default_factory=list, description="Flexible devices: ev, battery, heat_pump, appliance."
+        default_factory=list,
+        max_length=MAX_DEVICES,
+        description="Flexible devices: ev, battery, heat_pump, appliance.",
     )
     solver: SolverOptions = Field(default_factory=SolverOptions, description="Solver settings.")
     penalties: Penalties = Field(
@@ -514,6 +580,16 @@ class Scenario(BaseModel):
     def _check(self) -> Self:
         if self.end <= self.start:
             raise ValueError("end must be after start")
+        if self.end - self.start > timedelta(days=MAX_HORIZON_DAYS):
+            raise ValueError(f"the horizon is longer than {MAX_HORIZON_DAYS} days")
+        for d in self.devices:
+            if isinstance(d, Appliance):
+                minutes = len(d.profile_kw) * (d.profile_minutes or self.resolution_minutes)
+                if minutes > MAX_PROGRAMME_MINUTES:
+                    raise ValueError(
+                        f"appliance {d.name!r}: the programme lasts {minutes} minutes; "
+                        "at most 7 days"
+                    )
         names = [d.name for d in self.devices]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -668,11 +744,105 @@ def _validate(cls: type[Scenario], data: Any, *, prefix: str) -> Scenario:
         raise ScenarioError(text, key=first_key, reason=first_msg, errors=problems) from None
 
 
-def _read_csv(path: Path, column: str | None, time_column: str, key: str) -> pd.Series:
+# Bounds on what a scenario file may make us read or build: a hostile or broken file gets
+# an error naming the key instead of minutes of CPU and gigabytes of memory.
+MAX_SCENARIO_BYTES = 16 * 1024 * 1024  # a year of 15-minute inline series for several keys
+MAX_CSV_BYTES = 64 * 1024 * 1024
+MAX_YAML_DEPTH = 32  # the schema nests 6 levels deep
+MAX_YAML_ALIASES = 256  # anchors for repeated devices are fine; alias bombs are not
+MAX_YAML_NODES = 2_000_000  # values after aliases are expanded
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits on nesting depth and alias uses.
+
+    PyYAML has no such limits of its own (its composer recurses once per level and expands
+    every alias by reference), so they are counted here while composing.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                mark = cast(Any, self).peek_event().start_mark
+                raise ScenarioError(
+                    key="scenario",
+                    reason=f"more than {MAX_YAML_ALIASES} YAML aliases (line {mark.line + 1})",
+                )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = cast(Any, self).peek_event().start_mark
+                raise ScenarioError(
+                    key="scenario",
+                    reason=f"nested deeper than {MAX_YAML_DEPTH} levels (line {mark.line + 1})",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_size(node: Any) -> None:
+    """Refuse a tree that expands (through aliases) to more than MAX_YAML_NODES values."""
+    count = 0
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ScenarioError(
+                key="scenario",
+                reason=f"more than {MAX_YAML_NODES:,} values once YAML aliases are expanded",
+            )
+        if isinstance(n, dict):
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+
+
+def _parse_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _resolve(base: Path, name: Any, key: str, allow_outside: bool) -> Path:
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(key=key, reason="'file' must be a non-empty path")
+    path = (base / name).resolve()
+    if not allow_outside and not path.is_relative_to(base.resolve()):
+        raise ScenarioError(
+            key=key,
+            reason=f"{name!r} lies outside the scenario's folder; files are read only below "
+            "it unless load_scenario(..., allow_outside_files=True) "
+            "(wattplan plan --allow-outside-files)",
+        )
+    return path
+
+
+def _read_csv(path: Path, column: Any, time_column: Any, key: str) -> pd.Series:
+    for name, value in (("column", column), ("time_column", time_column)):
+        if value is not None and not isinstance(value, str):
+            raise ScenarioError(key=f"{key}.{name}", reason="must be a column name (a string)")
     if not path.is_file():
         raise ScenarioError(key=key, reason=f"file not found: {path.name}")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ScenarioError(
+            key=key, reason=f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB"
+        )
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            key=key, reason=f"{path.name} is not UTF-8 text (byte {exc.start})"
+        ) from None
     except Exception as exc:
         raise ScenarioError(key=key, reason=f"cannot read {path.name}: {exc}") from exc
     if time_column not in df.columns:
@@ -699,33 +869,42 @@ def _read_csv(path: Path, column: str | None, time_column: str, key: str) -> pd.
     return pd.Series(values.to_numpy(dtype=float), index=pd.DatetimeIndex(idx))
 
 
-def _inline_files(node: Any, base: Path, key: str) -> Any:
+def _inline_files(node: Any, base: Path, key: str, allow_outside: bool = False) -> Any:
     """Replace every {file: ...} in the raw YAML tree by inline values and index."""
     if isinstance(node, list):
-        return [_inline_files(v, base, f"{key}[{i}]") for i, v in enumerate(node)]
+        return [_inline_files(v, base, f"{key}[{i}]", allow_outside) for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
-    out = {k: _inline_files(v, base, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    out = {
+        k: _inline_files(v, base, f"{key}.{k}" if key else str(k), allow_outside)
+        for k, v in node.items()
+    }
     if key == "prices":
         for file_key, col_key, vals, idx, default_col in (
             ("file", "column", "values", "index", "price_ct_per_kwh"),
             ("spot_file", "spot_column", "spot_values", "spot_index", "price_eur_per_mwh"),
         ):
-            if isinstance(out.get(file_key), str):
-                s = _read_csv(base / out.pop(file_key), out.get(col_key, default_col), "start", key)
+            if out.get(file_key) is not None:
+                path = _resolve(base, out.pop(file_key), f"{key}.{file_key}", allow_outside)
+                s = _read_csv(path, out.get(col_key, default_col), "start", key)
                 out[vals] = s.tolist()
                 out[idx] = list(pd.DatetimeIndex(s.index).to_pydatetime())
         return out
-    if isinstance(out.get("file"), str):
-        s = _read_csv(base / out["file"], out.get("column"), out.get("time_column", "start"), key)
-        out.pop("file")
+    if out.get("file") is not None:
+        path = _resolve(base, out.pop("file"), f"{key}.file", allow_outside)
+        s = _read_csv(path, out.get("column"), out.get("time_column", "start"), key)
         out["values"] = s.tolist()
         out["index"] = list(pd.DatetimeIndex(s.index).to_pydatetime())
     return out
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, *, allow_outside_files: bool = False) -> Scenario:
     """Read and validate a YAML scenario; CSV paths in it are relative to the file.
+
+    Files are read only from the scenario's folder and below it unless
+    ``allow_outside_files`` is true. The file may be at most ``MAX_SCENARIO_BYTES``, nest
+    ``MAX_YAML_DEPTH`` levels, use ``MAX_YAML_ALIASES`` aliases and expand to
+    ``MAX_YAML_NODES`` values; a CSV file at most ``MAX_CSV_BYTES``.
 
     Raises
     ------
@@ -734,14 +913,25 @@ def load_scenario(path: str | Path) -> Scenario:
     """
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if p.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(
+                key="scenario", reason=f"larger than {MAX_SCENARIO_BYTES // 2**20} MiB"
+            )
+        raw = _parse_yaml(p.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ScenarioError(key="scenario", reason=f"file not found: {p}") from None
+    except IsADirectoryError:
+        raise ScenarioError(key="scenario", reason=f"is a directory: {p}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            key="scenario", reason=f"not UTF-8 text (byte {exc.start} of the file)"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(key="scenario", reason=f"not valid YAML: {exc}") from exc
+        raise ScenarioError(key="scenario", reason=f"not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ScenarioError(key="scenario", reason="must be a YAML mapping")
-    return _validate(Scenario, _inline_files(raw, p.parent, ""), prefix="")
+    _check_size(raw)
+    return _validate(Scenario, _inline_files(raw, p.parent, "", allow_outside_files), prefix="")
 
 
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
