@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wattplan import EV, Appliance, Battery, HeatPump, Plan, PlanStatus, Scenario
+from wattplan import EV, Appliance, Battery, HeatPump, Plan, PlanStatus, Scenario, TimeSeries
 
 TOL = 1e-6
 
@@ -47,7 +47,8 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
     imp, exp, pv = df.grid_import_kw, df.grid_export_kw, df.pv_used_kw
     grid_short = sum(s.amount for s in plan.shortfalls if s.kind == "grid_limit")
     assert (imp >= -TOL).all() and (exp >= -TOL).all()
-    over = np.clip(imp - site.grid_import_limit_kw, 0, None).sum() * dt
+    limit = import_limit_kw(scenario, idx, step)
+    over = np.clip(imp - limit, 0, None).sum() * dt
     assert abs(over - grid_short) < 1e-4, f"grid overload {over} vs reported {grid_short}"
     assert (exp <= site.grid_export_limit_kw + TOL).all()
     assert (pv >= -TOL).all() and (pv <= df.pv_available_kw + TOL).all()
@@ -67,6 +68,8 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
             _check_heat_pump(plan, dev, df, dt)
         elif isinstance(dev, Appliance):
             _check_appliance(plan, dev, kw, idx, step)
+
+    check_dimming(plan, scenario)
 
     cost = recompute_cost_eur(plan)
     assert abs(cost - plan.cost_eur) < 1e-6, f"cost {plan.cost_eur} != recomputed {cost}"
@@ -246,3 +249,62 @@ def _check_appliance(
         assert np.abs(np.delete(kw, range(start, start + len(prof)))).max(initial=0) < 1e-9
         assert idx[start] >= pd.Timestamp(dev.earliest_start)
         assert idx[start] + step * len(prof) <= pd.Timestamp(dev.latest_end)
+
+
+def import_limit_kw(scenario: Scenario, idx: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
+    """The grid import limit per slot, by hand: a number, one value a slot, or an indexed
+    series averaged over each slot minute by minute."""
+    value = scenario.site.grid_import_limit_kw
+    if not isinstance(value, TimeSeries):
+        return np.full(len(idx), float(value))
+    assert value.values is not None
+    vals = np.asarray(value.values, dtype=float) * value.scale
+    if value.index is None:
+        return vals
+    series = pd.Series(vals, index=pd.DatetimeIndex(value.index).tz_convert("UTC")).sort_index()
+    minutes = pd.date_range(idx[0], idx[-1] + step, freq="1min", inclusive="left")
+    per_minute = series.reindex(series.index.union(minutes)).ffill().reindex(minutes)
+    return per_minute.groupby(np.arange(len(minutes)) // int(step / pd.Timedelta("1min"))).mean()
+
+
+def dimming_caps(plan: Plan, scenario: Scenario) -> dict[str, np.ndarray]:
+    """Per device with dimming windows, the cap per slot (inf where none): every slot that
+    overlaps a window at all takes the lowest cap of the windows it overlaps."""
+    idx = pd.DatetimeIndex(plan.schedule.index)
+    step = pd.Timedelta(minutes=plan.resolution_minutes)
+    out: dict[str, np.ndarray] = {}
+    for dev in scenario.devices:
+        windows = getattr(dev, "dimming", [])
+        if not windows:
+            continue
+        cap = np.full(len(idx), np.inf)
+        for w in windows:
+            hit = np.asarray((idx < pd.Timestamp(w.end)) & (idx + step > pd.Timestamp(w.start)))
+            cap[hit] = np.minimum(cap[hit], w.max_kw)
+        out[dev.name] = cap
+    return out
+
+
+def check_dimming(plan: Plan, scenario: Scenario) -> None:
+    """In dimmed slots, the power of each dimmed device above its cap (battery: charging)
+    must come from own generation: PV used plus battery discharge less export."""
+    df = plan.schedule
+    caps = dimming_caps(plan, scenario)
+    if not caps:
+        return
+    own = df.pv_used_kw.to_numpy() - df.grid_export_kw.to_numpy()
+    for dev in scenario.devices:
+        if isinstance(dev, Battery):
+            own = own + df[f"{dev.name}_discharge_kw"].to_numpy()
+    pv_left = np.clip(df.pv_used_kw.to_numpy() - df.grid_export_kw.to_numpy(), 0, None)
+    above = np.zeros(len(df))
+    for dev in scenario.devices:
+        if dev.name not in caps:
+            continue
+        col = f"{dev.name}_charge_kw" if isinstance(dev, Battery) else f"{dev.name}_kw"
+        excess = np.clip(df[col].to_numpy() - caps[dev.name], 0, None)
+        if isinstance(dev, Battery):  # a dimmed battery charges beyond its cap from PV only
+            assert (excess <= pv_left + 1e-5).all(), f"{dev.name} charges above its cap"
+        above += excess
+    worst = float((above - np.clip(own, 0, None)).max())
+    assert worst < 1e-5, f"a dimmed device draws {worst:.4f} kW above its cap from the grid"

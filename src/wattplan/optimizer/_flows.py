@@ -84,7 +84,7 @@ def penalties_eur(inputs: Inputs, flows: Flows) -> float:
     """The soft-constraint penalties of a schedule, priced as in the objective, EUR."""
     pen = inputs.scenario.penalties
     dt = inputs.dt_h
-    limit = inputs.scenario.site.grid_import_limit_kw
+    limit = inputs.import_limit_kw
     total = float(np.sum(np.maximum(flows.grid_import_kw - limit, 0.0)) * dt)
     total *= pen.grid_overload_eur_per_kwh
     for ev in inputs.evs:
@@ -222,6 +222,19 @@ def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
         fl.soc_kwh[name] = soc
 
 
+def _baseline_top(inputs: Inputs, name: str, max_kw: float) -> FloatArray:
+    """A device's most power per slot in the baseline: its maximum, or a dimming cap.
+
+    The grid operator's controller caps the device whether or not wattplan plans it; the
+    baseline keeps the whole device power below the cap (ignoring PV that could cover
+    more), so it stays a feasible point of the model. A battery needs no cap here: the
+    baseline charges it from PV surplus only.
+    """
+    cap = inputs.dimming_kw.get(name)
+    top = np.full(inputs.grid.n, max_kw)
+    return top if cap is None else np.minimum(top, cap)
+
+
 def simulate_baseline(inputs: Inputs) -> Flows:
     """What the household does without wattplan (DESIGN.md §3, Baseline).
 
@@ -239,12 +252,13 @@ def simulate_baseline(inputs: Inputs) -> Flows:
         d = ev.dev
         kw = np.zeros(n)
         mn = d.min_power_kw or 0.0
+        top = _baseline_top(inputs, d.name, d.max_power_kw)
         for s in ev.sessions:
             left = s.target_kwh
             for t in range(s.first, s.last):
                 if left <= 1e-9:
                     break
-                p = min(d.max_power_kw, left / (d.efficiency * dt))
+                p = min(top[t], left / (d.efficiency * dt))
                 if p < mn - 1e-9:
                     if t > s.first and kw[t - 1] + p >= 2 * mn:
                         kw[t - 1] += p - mn  # the same energy in two slots at ≥ minimum
@@ -264,10 +278,11 @@ def simulate_baseline(inputs: Inputs) -> Flows:
         theta = b.indoor_c
         h = np.zeros(n)
         temps = np.zeros(n)
+        top = _baseline_top(inputs, hd.name, hd.max_power_kw)
         for t in range(n):
             driven = k * (b.heat_loss_kw_per_k * hp.outdoor_c[t] + hp.gains_kw[t])
             need = (hp.setpoint_c - a * theta - driven) / (k * hp.cop[t])
-            h[t] = min(max(need, 0.0), hd.max_power_kw)
+            h[t] = min(max(need, 0.0), top[t])
             theta = a * theta + k * hp.cop[t] * h[t] + driven
             temps[t] = theta
         fl.device_kw[hd.name] = h

@@ -99,6 +99,10 @@ class Inputs:
     heat_pumps: list[HeatPumpIn] = field(default_factory=list)
     appliances: list[ApplianceIn] = field(default_factory=list)
     terminal_ct: float = 0.0  # the site's terminal price, ct/kWh
+    import_limit_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # per slot
+    # grid-draw cap per slot of each dimmed device (inf where not dimmed); only devices
+    # with a window that binds somewhere in the horizon are listed
+    dimming_kw: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def dt_h(self) -> float:
@@ -112,6 +116,7 @@ SERIES_RANGES: dict[str, tuple[float, float, str]] = {
     "feed_in_ct_per_kwh": (-10_000.0, 10_000.0, "ct/kWh"),
     "base_load": (0.0, 1_000.0, "kW"),
     "pv": (0.0, 1_000.0, "kW"),
+    "grid_import_limit_kw": (0.0, 1_000.0, "kW"),
     "outdoor_c": (-60.0, 60.0, "°C"),
     "cop": (0.0, 20.0, ""),
     "comfort_min_c": (-20.0, 60.0, "°C"),
@@ -301,6 +306,40 @@ def _heat_pump(dev: HeatPump, i: int, grid: SlotGrid, terminal_ct: float) -> Hea
     )
 
 
+def _import_limit(value: float | TimeSeries, grid: SlotGrid) -> FloatArray:
+    key = "site.grid_import_limit_kw"
+    arr = _series(value, grid, key, ScenarioError)
+    if (arr <= 0).any():
+        at = grid.index[int(np.flatnonzero(arr <= 0)[0])]
+        raise ScenarioError(key=key, reason=f"must be positive in every slot (at {at.isoformat()})")
+    return arr
+
+
+def _dimming_caps(scenario: Scenario, grid: SlotGrid) -> dict[str, FloatArray]:
+    """Per dimmed device, the cap on its grid draw in each slot (inf where none).
+
+    A slot is capped when it overlaps a window at all (DimmingWindow: a plan holds one
+    power per slot). Devices whose windows miss the horizon or never bind are left out,
+    so that a scenario without binding dimming builds exactly the model it did before.
+    """
+    edges = grid.edges_s()
+    out: dict[str, FloatArray] = {}
+    for dev in scenario.devices:
+        windows = getattr(dev, "dimming", None)
+        if not windows:
+            continue
+        top = dev.max_charge_kw if isinstance(dev, Battery) else getattr(dev, "max_power_kw", 0.0)
+        cap = np.full(grid.n, np.inf)
+        for w in windows:
+            a = pd.Timestamp(w.start).value / 1e9
+            b = pd.Timestamp(w.end).value / 1e9
+            hit = (edges[:-1] < b) & (edges[1:] > a)
+            cap[hit] = np.minimum(cap[hit], w.max_kw)
+        if (cap < top - 1e-9).any():
+            out[dev.name] = cap
+    return out
+
+
 def prepare(scenario: Scenario, prices: pd.Series | None = None) -> Inputs:
     """Validate the time series of ``scenario`` against its horizon and align them."""
     grid = SlotGrid.build(scenario.start, scenario.end, scenario.resolution_minutes)
@@ -318,6 +357,8 @@ def prepare(scenario: Scenario, prices: pd.Series | None = None) -> Inputs:
             at = grid.index[int(np.flatnonzero(arr < -1e-9)[0])]
             raise ScenarioError(key=key, reason=f"must not be negative (at {at.isoformat()})")
     inputs.base_load = np.maximum(inputs.base_load, 0.0)
+    inputs.import_limit_kw = _import_limit(site.grid_import_limit_kw, grid)
+    inputs.dimming_kw = _dimming_caps(scenario, grid)
     inputs.pv = np.maximum(inputs.pv, 0.0)
     site_ct = site.terminal_price_ct_per_kwh
     tc = default_terminal_price(inputs.price) if site_ct is None else float(site_ct)

@@ -235,6 +235,56 @@ def _on_off(
     return groups
 
 
+def _dimmed_power(model: Model) -> dict[str, dict[int, Var]]:
+    """The grid-drawing power variable of each dimmable device, by slot."""
+    out: dict[str, dict[int, Var]] = {ev.spec.dev.name: ev.x for ev in model.evs}
+    out.update({hp.spec.dev.name: dict(enumerate(hp.h)) for hp in model.heat_pumps})
+    out.update({bat.spec.dev.name: dict(enumerate(bat.c)) for bat in model.batteries})
+    return out
+
+
+def _dimming(b: _Builder, model: Model) -> None:
+    """Grid signals (§14a EnWG): cap each dimmed device's grid draw in its dimmed slots.
+
+    Where no own generation can be there (no PV, no battery) the cap is the power
+    variable's upper bound. Elsewhere own supply o_t = PV used + battery discharge − export
+    may cover the part above the cap: x_dt − s_dt ≤ cap_dt with Σ_d s_dt ≤ o_t, s ≥ 0; a
+    dimmed battery's charging only from PV (s_bt ≤ PV used − export), never from a
+    battery's discharge in the same slot.
+    """
+    inputs = model.inputs
+    power = _dimmed_power(model)
+    discharge = [bat.d for bat in model.batteries]
+    batteries = {bat.spec.dev.name for bat in model.batteries}
+    relief: dict[int, list[Var]] = {}
+    for name, cap in inputs.dimming_kw.items():
+        x = power[name]
+        # a dimmed battery's own discharge must not pass for own supply: PV only
+        pv_only = name in batteries
+        for t, var in x.items():
+            if not np.isfinite(cap[t]) or (var.upBound is not None and cap[t] >= var.upBound):
+                continue
+            if t not in model.v and (pv_only or not discharge):
+                var.upBound = float(cap[t])
+                continue
+            s = b.var(f"dim_{name}_{t}", 0.0, None)
+            b.row([(var, 1.0), (s, -1.0)], LE, float(cap[t]))
+            relief.setdefault(t, []).append(s)
+            if pv_only:
+                b.row(
+                    [(s, 1.0), (model.v[t], -1.0), *([(model.e[t], 1.0)] if t in model.e else [])],
+                    LE,
+                    0.0,
+                )
+    for t, ss in relief.items():
+        own: Terms = [(d[t], -1.0) for d in discharge]
+        if t in model.v:
+            own.append((model.v[t], -1.0))
+        if t in model.e:
+            own.append((model.e[t], 1.0))
+        b.row([*((s, 1.0) for s in ss), *own], LE, 0.0)
+
+
 def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
     """Build the LP/MILP for ``inputs`` (see the module docstring for the formulation).
 
@@ -249,7 +299,7 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
     tie = pen.change_eur_per_kw
 
     # site: import within the limit, overload (soft), export, PV used
-    u = b.series("u", n, 0.0, float(sc.site.grid_import_limit_kw))
+    u = b.series("u", n, 0.0, inputs.import_limit_kw.tolist())
     o = b.series("o", n, 0.0, None)
     v = {t: b.var(f"v_{t}", 0.0, float(inputs.pv[t])) for t in range(n) if inputs.pv[t] > 0}
     exp_lim = float(sc.site.grid_export_limit_kw)
@@ -266,7 +316,7 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
         if price[t] < feed[t]:
             # importing and exporting at once would pay: forbid it with a direction binary
             z = b.var(f"zg_{t}", binary=True)
-            big = float(sc.site.grid_import_limit_kw)
+            big = float(inputs.import_limit_kw[t])
             b.row([(u[t], 1.0), (z, -big)], LE, 0.0)
             b.row([(o[t], 1.0), (z, -1e4)], LE, 0.0)
             b.row([(et, 1.0), (z, exp_lim)], LE, exp_lim)
@@ -442,6 +492,9 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
                 if p > 0:
                     draw[st + j].append((ys, float(p)))
         model.appliances.append(_ApplianceVars(app, y, not_run))
+
+    if inputs.dimming_kw:
+        _dimming(b, model)
 
     # the balance: import − export + PV used − devices = base load
     for t in range(n):

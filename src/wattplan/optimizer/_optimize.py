@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from wattplan.exceptions import OptimizationError
 from wattplan.optimizer._flows import (
     Flows,
     baseline_violations,
@@ -125,6 +127,11 @@ def _fmt_periods(periods: list[tuple[pd.Timestamp, pd.Timestamp]], tz: str) -> s
     return ", ".join(shown) + more
 
 
+def _dimmed_within(inputs: Inputs, name: str, first: int, last: int) -> bool:
+    cap = inputs.dimming_kw.get(name)
+    return cap is not None and bool(np.isfinite(cap[first:last]).any())
+
+
 def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
     tz = inputs.scenario.timezone
     res = inputs.grid.resolution_minutes
@@ -142,6 +149,8 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                     if s.last <= s.first
                     else "the plug-in window is too short for the charging power"
                 )
+                if _dimmed_within(inputs, d.name, s.first, s.last):
+                    why += " under the dimming cap (grid signal)"
                 out.append(
                     Shortfall(
                         d.name,
@@ -188,7 +197,8 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                         periods[0][0],
                         periods[-1][1],
                         f"{name}: {kh:.2f} K·h {word} the comfort band (up to "
-                        f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}",
+                        f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}"
+                        + (" (dimmed by a grid signal)" if name in inputs.dimming_kw else ""),
                     )
                 )
         end_short = 0.0 if hp.end_short is None else hp.end_short.varValue or 0.0
@@ -254,8 +264,17 @@ def _explain(
     base_cost: float,
     adj_notes: list[str],
     shortfalls: list[Shortfall],
+    values: dict[str, float] | None = None,
+    bvalues: dict[str, float] | None = None,
 ) -> tuple[str, dict[str, str]]:
+    """The explanation lines. A device's saving is the difference of its valued costs:
+    attributed cost less the worth of what it leaves stored (``values``, ``bvalues``)."""
     tz = inputs.scenario.timezone
+
+    def saved(name: str) -> float:
+        left = (values or {}).get(name, 0.0) - (bvalues or {}).get(name, 0.0)
+        return base_costs[name] - costs[name] + left
+
     dt = inputs.dt_h
     p = inputs.price
     res = inputs.grid.resolution_minutes
@@ -282,7 +301,7 @@ def _explain(
         )
         if bp is not None:
             text += f"; charging at plug-in would pay {bp:.1f} ct/kWh"
-        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        text += f"; saves {saved(name):.2f} EUR."
         per[name] = text
     for bat in inputs.batteries:
         name = bat.dev.name
@@ -314,7 +333,7 @@ def _explain(
             text += f" (holding the set point would pay {bp:.1f} ct/kWh)"
         text += (
             f"; indoor {float(temps.min()):.1f}–{float(temps.max()):.1f} °C; saves "
-            f"{base_costs[name] - costs[name]:.2f} EUR."
+            f"{saved(name):.2f} EUR."
         )
         per[name] = text
     for app in inputs.appliances:
@@ -334,7 +353,7 @@ def _explain(
         if bstart is not None and bstart != start:
             bp = _avg_price(p, base.device_kw[name])
             text += f" (starting {_fmt(idx[bstart], tz)} would pay {bp:.1f} ct/kWh)"
-        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        text += f"; saves {saved(name):.2f} EUR."
         per[name] = text
     saving = base_cost - cost
     pct = 100.0 * saving / abs(base_cost) if abs(base_cost) > 1e-9 else 0.0
@@ -362,6 +381,70 @@ def _explain(
         )
     lines.extend(f"Shortfall: {s.message}." for s in shortfalls)
     return "\n".join(lines), per
+
+
+@dataclass
+class _DimmingReport:
+    moved_kwh: dict[str, float]  # per dimmed device
+    cost_eur: float | None  # valued bill with dimming less without; None if not solved
+    windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]  # dimmed slots, by device
+
+
+def _dimming_report(inputs: Inputs, fl: Flows, opts: SolverOptions) -> _DimmingReport | None:
+    """What the dimming windows moved: the plan against the same household undimmed.
+
+    ``moved_kwh`` per device is the energy the optimal undimmed plan draws in the device's
+    dimmed slots beyond what the dimmed plan draws there (battery: charging), i.e. what the
+    caps pushed out of their windows. It takes a second solve, made only when a window
+    binds somewhere in the horizon.
+    """
+    if not inputs.dimming_kw:
+        return None
+    idx, res = inputs.grid.index, inputs.grid.resolution_minutes
+    windows = {
+        name: _periods(idx, np.isfinite(cap), res) for name, cap in inputs.dimming_kw.items()
+    }
+    free = build_model(replace(inputs, dimming_kw={}))
+    try:
+        outcome = solve(free, opts).outcome
+    except OptimizationError as exc:
+        log.warning("%s: no plan without dimming to compare with: %s", inputs.scenario.name, exc)
+        outcome = SolveOutcome.FAILED
+    if outcome not in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
+        nan = float("nan")
+        return _DimmingReport(dict.fromkeys(inputs.dimming_kw, nan), None, windows)
+    ref = flows_from_model(free)
+    moved: dict[str, float] = {}
+    for name, cap in inputs.dimming_kw.items():
+        mine = fl.charge_kw.get(name, fl.device_kw[name])
+        theirs = ref.charge_kw.get(name, ref.device_kw[name])
+        dimmed = np.isfinite(cap)
+        moved[name] = float(np.maximum(theirs - mine, 0.0)[dimmed].sum() * inputs.dt_h)
+
+    def valued(f: Flows) -> float:
+        return bill_eur(inputs, f) - sum(end_values_eur(inputs, f).values())
+
+    return _DimmingReport(moved, valued(fl) - valued(ref), windows)
+
+
+def _dimming_line(inputs: Inputs, rep: _DimmingReport) -> str:
+    tz = inputs.scenario.timezone
+    parts = []
+    for name, periods in rep.windows.items():
+        caps = inputs.dimming_kw[name]
+        lo = float(caps[np.isfinite(caps)].min())
+        parts.append(
+            f"{name} to {lo:g} kW {_fmt_periods(periods, tz)} "
+            f"({rep.moved_kwh[name]:.2f} kWh moved out)"
+        )
+    total = sum(rep.moved_kwh.values())
+    text = (
+        "Grid signal (§14a EnWG): dimmed " + "; ".join(parts) + f". Against the optimal plan "
+        f"without dimming, {total:.2f} kWh moved out of the dimmed slots"
+    )
+    if rep.cost_eur is not None:
+        text += f" at a cost of {rep.cost_eur:.2f} EUR"
+    return text + "."
 
 
 def _terminal_prices(inputs: Inputs) -> dict[str, float]:
@@ -494,8 +577,21 @@ def optimize(
     costs, base_costs = _device_costs(inputs, fl), _device_costs(inputs, base)
     shortfalls = _shortfalls(model, inputs, fl)
     explanation, per = _explain(
-        inputs, fl, base, costs, base_costs, cost, base_cost, adj_notes, shortfalls
+        inputs,
+        fl,
+        base,
+        costs,
+        base_costs,
+        cost,
+        base_cost,
+        adj_notes,
+        shortfalls,
+        values=values,
+        bvalues=bvalues,
     )
+    dimming = _dimming_report(inputs, fl, opts)
+    if dimming is not None:
+        explanation += "\n" + _dimming_line(inputs, dimming)
     message = ""
     if result.outcome is SolveOutcome.TIME_LIMIT:
         message = f"stopped at the {opts.time_limit_s:g} s time limit with a feasible plan"
@@ -530,4 +626,6 @@ def optimize(
         baseline_schedule=_schedule(inputs, base),
         scenario_name=scenario.name,
         message=message,
+        dimming_moved_kwh=None if dimming is None else sum(dimming.moved_kwh.values()),
+        dimming_moved_kwh_by_device={} if dimming is None else dimming.moved_kwh,
     )

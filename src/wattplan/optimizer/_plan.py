@@ -101,6 +101,12 @@ class Plan:
     is the difference of the two valued bills. When ``baseline_feasible`` (the usual
     behaviour keeps every rule and target of the model) an ``optimal`` plan never reports
     a negative saving.
+
+    ``dimming_moved_kwh`` (None without a binding dimming window): the energy that grid
+    signals (§14a EnWG dimming windows) moved, i.e. what the optimal plan of the same
+    household without dimming draws in the dimmed slots of each device beyond what this
+    plan draws there (battery: charging), in kWh; per device in
+    ``dimming_moved_kwh_by_device``. NaN if the plan without dimming could not be solved.
     """
 
     status: PlanStatus
@@ -131,6 +137,8 @@ class Plan:
     scenario_name: str = "scenario"
     message: str = ""
     baseline_feasible: bool = False
+    dimming_moved_kwh: float | None = None
+    dimming_moved_kwh_by_device: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +190,10 @@ class Plan:
                 k: _num(v) for k, v in self.baseline_device_costs_eur.items()
             },
             "shortfalls": [s.to_dict(self.timezone) for s in self.shortfalls],
+            "dimming_moved_kwh": _num(self.dimming_moved_kwh),
+            "dimming_moved_kwh_by_device": {
+                k: _num(v) for k, v in self.dimming_moved_kwh_by_device.items()
+            },
             "solver": {
                 "name": self.solver,
                 "build_seconds": _num(self.build_seconds),
@@ -205,6 +217,8 @@ class Plan:
             f"  baseline  {self.baseline_cost_eur:9.2f} EUR",
             f"  savings   {self.savings_eur:9.2f} EUR ({self.savings_pct:.1f} %)",
         ]
+        if self.dimming_moved_kwh is not None:
+            lines.append(f"  dimming   {self.dimming_moved_kwh:9.2f} kWh moved (grid signals)")
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self, cast
 
 import pandas as pd
 import yaml
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Battery",
     "Building",
     "Device",
+    "DimmingWindow",
     "EVSession",
     "HeatPump",
     "Penalties",
@@ -146,6 +148,10 @@ def _coerce_series(value: Any) -> Any:
 
 
 SeriesInput = Annotated[Number | TimeSeries, Field(union_mode="left_to_right")]
+# a positive power in kW, or a series of them (checked per slot once aligned)
+PositiveKwSeries = Annotated[
+    Annotated[float, Gt(0.0), Le(MAX_KW), _NUM] | TimeSeries, Field(union_mode="left_to_right")
+]
 
 
 class PriceSpec(BaseModel):
@@ -204,7 +210,12 @@ class Site(BaseModel):
     model_config = _STRICT
 
     feed_in_ct_per_kwh: SeriesInput = Field(0.0, description="Feed-in price, ct/kWh.")
-    grid_import_limit_kw: Kw = Field(30.0, gt=0, description="Grid import limit, kW.")
+    grid_import_limit_kw: PositiveKwSeries = Field(
+        30.0,
+        description="Grid import limit, kW: a number, or a series (e.g. a grid operator's "
+        "signal) with a positive value in every slot. Import above it is a priced overload "
+        "reported as a grid_limit shortfall.",
+    )
     grid_export_limit_kw: Kw = Field(30.0, ge=0, description="Grid export limit, kW.")
     base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
     pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
@@ -221,9 +232,9 @@ class Site(BaseModel):
         "re-plans, see benchmarks/terminal_value.py). Devices may override it.",
     )
 
-    _c1 = field_validator("feed_in_ct_per_kwh", "base_load", "pv", mode="before")(
-        lambda v: _coerce_series(v)
-    )
+    _c1 = field_validator(
+        "feed_in_ct_per_kwh", "base_load", "pv", "grid_import_limit_kw", mode="before"
+    )(lambda v: _coerce_series(v))
 
 
 class EVSession(BaseModel):
@@ -301,7 +312,51 @@ class _DeviceBase(BaseModel):
     )
 
 
-class EV(_DeviceBase):
+MAX_DIMMING_WINDOWS = 1_000
+DIMMING_DEFAULT_KW = 4.2  # §14a EnWG (BNetzA BK6-22-300): the least a dimmed device may draw
+
+
+class DimmingWindow(BaseModel):
+    """A grid operator's dimming signal (§14a EnWG): a cap on a device's grid draw.
+
+    In every slot that overlaps ``[start, end)`` even partly, the device's power drawn from
+    the grid stays at or below ``max_kw`` for the whole slot (a plan holds one power per
+    slot, so only a cap on the whole slot keeps the dimmed part below it). Own generation
+    behind the meter (PV, a battery discharging, not exported) may cover power beyond the
+    cap: §14a limits the grid-effective draw. Overlapping windows: the lowest cap counts.
+    """
+
+    model_config = _STRICT
+
+    start: AwareDatetime = Field(description="Start of the dimming window.")
+    end: AwareDatetime = Field(description="End of the dimming window (exclusive).")
+    max_kw: Kw = Field(
+        DIMMING_DEFAULT_KW,
+        ge=0,
+        description="Most power the device may draw from the grid in the window, kW; "
+        "default 4.2 (the minimum §14a EnWG guarantees a heat pump or wallbox).",
+    )
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and v <= start:
+            raise ValueError(f"must be after start ({start.isoformat()})")
+        return v
+
+
+class _DimmableDevice(_DeviceBase):
+    dimming: list[DimmingWindow] = Field(
+        default_factory=list,
+        max_length=MAX_DIMMING_WINDOWS,
+        description="Dimming windows (§14a EnWG grid signals): in each slot that overlaps "
+        "one, the device's grid draw (battery: charging) is capped at its max_kw. A hard "
+        "limit; a target it makes unreachable is reported as a shortfall.",
+    )
+
+
+class EV(_DimmableDevice):
     """An electric car at a wallbox (charging only; no vehicle-to-home)."""
 
     kind: Literal["ev"] = "ev"
@@ -358,7 +413,7 @@ class EV(_DeviceBase):
         return self
 
 
-class Battery(_DeviceBase):
+class Battery(_DimmableDevice):
     """A stationary home battery (AC-coupled)."""
 
     kind: Literal["battery"] = "battery"
@@ -442,7 +497,7 @@ class Building(BaseModel):
     )
 
 
-class HeatPump(_DeviceBase):
+class HeatPump(_DimmableDevice):
     """A modulating space-heating heat pump heating a 1R1C building."""
 
     kind: Literal["heat_pump"] = "heat_pump"
@@ -667,7 +722,8 @@ class Scenario(BaseModel):
             ("feed-in", series(site.feed_in_ct_per_kwh, "ct/kWh")),
             (
                 "grid limits",
-                f"import {site.grid_import_limit_kw:g} kW, export {site.grid_export_limit_kw:g} kW",
+                f"import {series(site.grid_import_limit_kw, 'kW')}, "
+                f"export {site.grid_export_limit_kw:g} kW",
             ),
         ]
         rows = "".join(
