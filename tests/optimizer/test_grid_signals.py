@@ -354,3 +354,16 @@ def test_a_car_charging_above_its_floor_reports_its_valued_saving() -> None:
     assert found is not None
     assert float(found.group(1)) == pytest.approx(plan.savings_eur, abs=0.006)
     assert float(found.group(1)) >= 0
+
+
+def test_the_dimming_scenario_moves_charging_out_of_its_window() -> None:
+    sc = wattplan.load_scenario(SCENARIOS / "ev-pv-surplus-dimming.yaml")
+    plan = wattplan.optimize(sc)
+    check_plan(plan, sc)
+    assert plan.status is PlanStatus.OPTIMAL
+    assert plan.end_values_eur["car"] > 0, "the car soaks up energy above its floor"
+    assert plan.dimming_moved_kwh is not None and plan.dimming_moved_kwh > 1.0
+    line = plan.device_explanations["car"]
+    found = re.search(r"saves (-?\d+\.\d+) EUR", line)
+    assert found is not None and float(found.group(1)) > 0, line
+    assert "Grid signal (§14a EnWG): dimmed car to 4.2 kW Sat 21:00–Sun 01:00" in plan.explanation
