@@ -36,7 +36,12 @@ from wattplan.exceptions import (
 )
 from wattplan.planner._events import EventTopic, PlanEvent
 from wattplan.planner._prices import PriceChange, decide_prices
-from wattplan.planner._state import Deadband, significant_change, validate_device_state
+from wattplan.planner._state import (
+    Deadband,
+    live_state,
+    significant_change,
+    validate_device_state,
+)
 from wattplan.planner._timing import floor_to_slot, require_aware
 from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
 from wattplan.planner.store import (
@@ -425,7 +430,7 @@ class Planner:
         start, end, window = self._window(customer, now, prices)
         scenario = _scenario_for(customer, start, end)
         for device, fields in state.devices.items():
-            scenario = scenario.with_device_state(device, **fields)
+            scenario = scenario.with_device_state(device, **live_state(fields, now))
         plan = self._optimize(scenario, window)
         status = _status_value(plan)
         if status in _BAD_STATUSES:

@@ -16,6 +16,10 @@ Routes
 ``GET  /customers/{id}/device-state``    the stored device state
 ``POST /customers/{id}/device-state``    merge ``{"devices": {name: {field: value}}}``
 ``PUT  /customers/{id}/device-state``    replace the whole state with the body
+
+A device's state may carry grid signals (§14a EnWG): ``"dimming": [{"start": ISO 8601,
+"end": ISO 8601, "max_kw": 4.2}]`` caps its grid draw while valid; the list replaces the
+device's earlier signals (``[]`` clears them), and a re-plan ignores signals that ended.
 """
 
 from __future__ import annotations
