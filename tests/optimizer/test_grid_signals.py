@@ -367,3 +367,19 @@ def test_the_dimming_scenario_moves_charging_out_of_its_window() -> None:
     found = re.search(r"saves (-?\d+\.\d+) EUR", line)
     assert found is not None and float(found.group(1)) > 0, line
     assert "Grid signal (§14a EnWG): dimmed car to 4.2 kW Sat 21:00–Sun 01:00" in plan.explanation
+
+
+@pytest.mark.parametrize("cap", [4.2, 1.0, 0.0])
+def test_the_baseline_is_dimmed_too_and_stays_a_point_of_the_model(cap: float) -> None:
+    # the car charges from plug-in at full power in the baseline; slots 1-2 are dimmed, to
+    # below the minimum power too (1.0 kW, 0 kW)
+    ev = _ev(20.0, dimming=[{"start": at(1), "end": at(3), "max_kw": cap}], min_power_kw=1.4)
+    sc = tiny([30.0, 20.0, 20.0, 5.0, 5.0, 40.0], [ev], penalties=NO_TIE)
+    plan = wattplan.optimize(sc)
+    check_plan(plan, sc)
+    assert plan.baseline_schedule is not None
+    base = plan.baseline_schedule.car_kw.to_numpy()
+    assert (base[1:3] <= cap + 1e-9).all()
+    assert base.sum() == pytest.approx(20.0)
+    assert plan.baseline_feasible
+    assert plan.savings_eur >= -1e-6

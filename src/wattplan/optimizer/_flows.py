@@ -260,7 +260,7 @@ def simulate_baseline(inputs: Inputs) -> Flows:
                     break
                 p = min(top[t], left / (d.efficiency * dt))
                 if p < mn - 1e-9:
-                    if t > s.first and kw[t - 1] + p >= 2 * mn:
+                    if t > s.first and kw[t - 1] + p >= 2 * mn and mn <= top[t] + 1e-9:
                         kw[t - 1] += p - mn  # the same energy in two slots at ≥ minimum
                         p = mn
                     else:
