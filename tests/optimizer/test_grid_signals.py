@@ -383,3 +383,8 @@ def test_the_baseline_is_dimmed_too_and_stays_a_point_of_the_model(cap: float) -
     assert base.sum() == pytest.approx(20.0)
     assert plan.baseline_feasible
     assert plan.savings_eur >= -1e-6
+
+
+def test_a_series_import_limit_shows_in_the_notebook_view() -> None:
+    sc = tiny([10.0] * 4, site={"grid_import_limit_kw": [1.0, 2.0, 3.0, 4.0]})
+    assert "import series, 1–4 kW (4 values)" in sc._repr_html_()

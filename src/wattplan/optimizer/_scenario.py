@@ -667,6 +667,8 @@ class Scenario(BaseModel):
         For a battery ``soc_kwh``; for a heat pump ``indoor_c`` (the building's); for an EV
         ``sessions`` or the fields of a single session (``plug_in``, ``departure``,
         ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one.
+        Any other field of the device is replaced as given, e.g. ``dimming`` (a list of
+        :class:`DimmingWindow` or mappings) for an EV, battery or heat pump.
         """
         dev = self.device(name)
         data = dev.model_dump()
