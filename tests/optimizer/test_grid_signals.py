@@ -388,3 +388,52 @@ def test_the_baseline_is_dimmed_too_and_stays_a_point_of_the_model(cap: float) -
 def test_a_series_import_limit_shows_in_the_notebook_view() -> None:
     sc = tiny([10.0] * 4, site={"grid_import_limit_kw": [1.0, 2.0, 3.0, 4.0]})
     assert "import series, 1–4 kW (4 values)" in sc._repr_html_()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_households_with_grid_signals_pass_the_audit(seed: int) -> None:
+    # EV, battery and heat pump with random dimming windows, PV and a series import limit:
+    # the audit holds, and against a feasible (dimmed) baseline the saving is never negative
+    rng = np.random.default_rng(100 + seed)
+    n = 12
+    prices = [float(p) for p in rng.uniform(-5, 45, n).round(2)]
+    pv = [float(x) for x in np.clip(rng.normal(3, 3, n), 0, None).round(2)]
+    limit = [float(x) for x in rng.uniform(8, 25, n).round(1)]
+
+    def windows() -> list[dict[str, Any]]:
+        a = float(rng.integers(0, n - 2)) + float(rng.choice([0.0, 0.25, 0.5]))
+        return [{"start": at(a), "end": at(a + float(rng.integers(1, 4))), "max_kw": 4.2}]
+
+    ev = _ev(float(rng.uniform(5, 30)), dimming=windows(), departure=n)
+    ev["sessions"][0]["max_energy_kwh"] = 40.0
+    bat = {
+        "kind": "battery",
+        "name": "bat",
+        "capacity_kwh": 10,
+        "soc_kwh": float(rng.uniform(1, 9)),
+        "max_charge_kw": 6,
+        "max_discharge_kw": 6,
+        "dimming": windows(),
+    }
+    hp = {
+        "kind": "heat_pump",
+        "name": "hp",
+        "max_power_kw": 6.0,
+        "outdoor_c": float(rng.uniform(-10, 5)),
+        "building": {
+            "heat_capacity_kwh_per_k": 8.0,
+            "heat_loss_kw_per_k": 0.3,
+            "indoor_c": 21.0,
+            "comfort_min_c": 20.0,
+            "comfort_max_c": 23.0,
+        },
+        "dimming": windows(),
+    }
+    site = {"pv": pv, "base_load": 0.6, "feed_in_ct_per_kwh": 7.0, "grid_import_limit_kw": limit}
+    sc = tiny(prices, [ev, bat, hp], site=site)
+    plan = wattplan.optimize(sc)
+    check_plan(plan, sc)
+    if plan.baseline_feasible and plan.status is PlanStatus.OPTIMAL:
+        assert plan.savings_eur >= -1e-6
+    moved = plan.dimming_moved_kwh
+    assert moved is None or moved >= 0

@@ -248,9 +248,9 @@ def _dimming(b: _Builder, model: Model) -> None:
 
     Where no own generation can be there (no PV, no battery) the cap is the power
     variable's upper bound. Elsewhere own supply o_t = PV used + battery discharge − export
-    may cover the part above the cap: x_dt − s_dt ≤ cap_dt with Σ_d s_dt ≤ o_t, s ≥ 0; a
-    dimmed battery's charging only from PV (s_bt ≤ PV used − export), never from a
-    battery's discharge in the same slot.
+    may cover the part above the cap: x_dt − s_dt ≤ cap_dt with Σ_d s_dt ≤ o_t, s ≥ 0 (own
+    generation goes to dimmed devices first); a dimmed battery's charging only from PV
+    (s_bt ≤ PV used − export). In those slots no battery charges and discharges at once.
     """
     inputs = model.inputs
     power = _dimmed_power(model)
@@ -276,6 +276,19 @@ def _dimming(b: _Builder, model: Model) -> None:
                     LE,
                     0.0,
                 )
+    # a battery that charged and discharged in one slot would pass grid energy off as own
+    # supply: a direction binary where the battery loop has none (no later negative price)
+    price = inputs.price
+    later_negative = np.minimum.accumulate(price[::-1])[::-1] < 0
+    for t in relief:
+        if later_negative[t]:
+            continue
+        for i, bat in enumerate(model.batteries):
+            bd = bat.spec.dev
+            z = b.var(f"bat{i}_zd_{t}", binary=True)
+            b.row([(bat.c[t], 1.0), (z, -bd.max_charge_kw)], LE, 0.0)
+            b.row([(bat.d[t], 1.0), (z, bd.max_discharge_kw)], LE, bd.max_discharge_kw)
+            model.exclusive.append((z, bat.c[t], bat.d[t]))
     for t, ss in relief.items():
         own: Terms = [(d[t], -1.0) for d in discharge]
         if t in model.v:

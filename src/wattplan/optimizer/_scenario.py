@@ -323,7 +323,8 @@ class DimmingWindow(BaseModel):
     the grid stays at or below ``max_kw`` for the whole slot (a plan holds one power per
     slot, so only a cap on the whole slot keeps the dimmed part below it). Own generation
     behind the meter (PV, a battery discharging, not exported) may cover power beyond the
-    cap: §14a limits the grid-effective draw. Overlapping windows: the lowest cap counts.
+    cap, and goes to dimmed devices first: §14a limits the grid-effective draw. A dimmed
+    battery charges beyond its cap from PV only. Overlapping windows: the lowest cap counts.
     """
 
     model_config = _STRICT
