@@ -117,7 +117,8 @@ def test_dimmed_slots_hold_the_cap_and_partial_overlap_caps_the_whole_slot() -> 
     assert plan.dimming_moved_kwh == pytest.approx(6.8 + 6.8)
     assert plan.dimming_moved_kwh_by_device == {"car": pytest.approx(13.6)}
     assert "Grid signal (§14a EnWG): dimmed car to 4.2 kW" in plan.explanation
-    assert "dimming" in plan.summary()
+    assert "dimming       13.60 kWh moved" in plan.summary()
+    assert "13.60 kWh moved (grid signals)" in plan._repr_html_()
     assert plan.to_dict()["dimming_moved_kwh"] == pytest.approx(13.6)
 
 

@@ -264,6 +264,11 @@ class Plan:
                 ("cost", f"{self.cost_eur:.2f} EUR"),
                 ("baseline", f"{self.baseline_cost_eur:.2f} EUR"),
                 ("savings", f"{self.savings_eur:.2f} EUR ({self.savings_pct:.1f} %)"),
+                *(
+                    [("dimming", f"{self.dimming_moved_kwh:.2f} kWh moved (grid signals)")]
+                    if self.dimming_moved_kwh is not None
+                    else []
+                ),
                 ("slots", f"{len(self.schedule)} × {self.resolution_minutes} min"),
                 (
                     "solver",
