@@ -84,14 +84,14 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
 
 
 def terminal_price(scenario: Scenario, plan: Plan, own: float | None) -> float:
-    """The terminal price by the documented rule: the device's, the site's, or the median
-    import price of the horizon (never below zero)."""
+    """The terminal price by the documented rule: the device's, the site's, or the lower
+    quartile of the horizon's import prices (never below zero)."""
     if own is not None:
         return own
     site = scenario.site.terminal_price_ct_per_kwh
     if site is not None:
         return site
-    return max(0.0, float(np.median(plan.schedule.price_ct_per_kwh)))
+    return max(0.0, float(np.percentile(plan.schedule.price_ct_per_kwh, 25)))
 
 
 def end_values(plan: Plan, scenario: Scenario, df: pd.DataFrame) -> dict[str, float]:

@@ -228,8 +228,9 @@ class Site(BaseModel):
         "energy above a session's target (through the charging efficiency) and heat stored "
         "in the building (through the mean COP). The objective and the saving use this one "
         "price, so an optimal plan never reports a negative saving against a feasible "
-        "baseline. Default: the median import price of the horizon (measured on rolling "
-        "re-plans, see benchmarks/terminal_value.py). Devices may override it.",
+        "baseline. Default: the lower quartile (25th percentile) of the horizon's import "
+        "prices, never below 0 (measured on rolling re-plans, see "
+        "benchmarks/terminal_value.py). Devices may override it.",
     )
 
     _c1 = field_validator(
