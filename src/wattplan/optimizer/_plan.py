@@ -101,6 +101,11 @@ class Plan:
     is the difference of the two valued bills. When ``baseline_feasible`` (the usual
     behaviour keeps every rule and target of the model) an ``optimal`` plan never reports
     a negative saving.
+
+    ``stability_cost_eur`` is set when the plan was made with a ``previous_plan``: its
+    deviation from that plan within the stability window at the stability price (see
+    :class:`Stability`). It is a price of changing the plan, not money: it is part of
+    neither ``cost_eur`` nor ``savings_eur``. ``None`` without a previous plan.
     """
 
     status: PlanStatus
@@ -131,6 +136,7 @@ class Plan:
     scenario_name: str = "scenario"
     message: str = ""
     baseline_feasible: bool = False
+    stability_cost_eur: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -174,6 +180,7 @@ class Plan:
                 k: _num(v) for k, v in self.terminal_prices_ct_per_kwh.items()
             },
             "baseline_feasible": self.baseline_feasible,
+            "stability_cost_eur": _num(self.stability_cost_eur),
             "resolution_minutes": self.resolution_minutes,
             "timezone": self.timezone,
             "devices": [dict(d) for d in self.devices],
@@ -205,6 +212,11 @@ class Plan:
             f"  baseline  {self.baseline_cost_eur:9.2f} EUR",
             f"  savings   {self.savings_eur:9.2f} EUR ({self.savings_pct:.1f} %)",
         ]
+        if self.stability_cost_eur is not None:
+            lines.append(
+                f"  stability {self.stability_cost_eur:9.2f} EUR (deviation from the previous "
+                "plan; not in the cost)"
+            )
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)
