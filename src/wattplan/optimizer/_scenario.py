@@ -558,14 +558,14 @@ class Stability(BaseModel):
 
     model_config = _STRICT
 
-    ct_per_kwh: CtPerKwh = Field(
+    # Ge(0) inside Annotated: a Field(ge=...) next to CtPerKwh's own Ge would be ignored
+    ct_per_kwh: Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM] = Field(
         0.5,
-        ge=0,
         description="Price of deviating from the previous plan, ct per kWh of |new − previous| "
         "device energy within the next 'hours' (0: no price); not part of the cost.",
     )
-    hours: Annotated[float, Le(168.0), _NUM] = Field(
-        6.0, ge=0, description="How far ahead deviations are priced, hours from the start."
+    hours: Annotated[float, Ge(0.0), Le(168.0), _NUM] = Field(
+        6.0, description="How far ahead deviations are priced, hours from the start."
     )
     freeze_running_slot: bool = Field(
         True, description="Keep the previous plan's power in the first slot (running now)."
