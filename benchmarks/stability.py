@@ -228,17 +228,23 @@ def simulate(
         horizon_end = min(published_until(now), now + timedelta(hours=48))
         scenario, prices = household(world, now, horizon_end, state, k, ev_kwh)
         t0 = time.perf_counter()
-        plan = wattplan.optimize(
-            scenario,
-            prices=prices,
-            previous_plan=last if stable else None,
-            stability=settings,
-        )
+        try:
+            plan = wattplan.optimize(
+                scenario,
+                prices=prices,
+                previous_plan=last if stable else None,
+                stability=settings,
+            )
+        except wattplan.OptimizationError as exc:  # as the planner: the last plan stays
+            if last is None:
+                raise SystemExit(f"the first plan failed: {exc}") from exc
+            plan = last
         run.seconds += time.perf_counter() - t0
         run.plans += 1
-        if not plan.ok:
+        if plan is last or not plan.ok:
             run.failed += 1
-            assert last is not None, plan.message
+            if last is None:
+                raise SystemExit(f"the first plan failed: {plan.message}")
             plan = last  # the last good plan stays in force
         elif plan.stability_cost_eur is not None:
             run.stability_eur += plan.stability_cost_eur
