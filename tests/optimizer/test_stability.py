@@ -268,3 +268,32 @@ def test_bad_previous_plans_and_settings_name_the_key() -> None:
     with pytest.raises(ScenarioError) as info:
         household(stability={"hours": 1000})
     assert info.value.key == "stability.hours"
+
+
+def test_a_freeze_that_the_model_cannot_keep_is_dropped_not_failed() -> None:
+    # on at 6 kW in the first slot means a whole hour at ≥ 4.2 kW (minimum run time), far
+    # beyond the 1.5 kWh the car may take: the clamps cannot see that, the solver can
+    car = {
+        "kind": "ev",
+        "name": "car",
+        "max_power_kw": 11,
+        "min_power_kw": 4.2,
+        "min_run_minutes": 60,
+        "sessions": [{"plug_in": at(0), "departure": at(4), "energy_kwh": 1.5}],
+    }
+    sc = wattplan.scenario_from_dict(
+        {
+            "start": at(0),
+            "end": at(4),
+            "resolution": "15min",
+            "prices": {"values": [30.0] * 16},
+            "devices": [car],
+        }
+    )
+    previous = pd.DataFrame(
+        {"car_kw": [6.0] + [0.0] * 15}, index=wattplan.optimize(sc).schedule.index
+    )
+    plan = wattplan.optimize(sc, previous_plan=previous)
+    check_plan(plan, sc)
+    assert plan.ok
+    assert "not frozen: car (infeasible with the other devices' state)" in plan.explanation

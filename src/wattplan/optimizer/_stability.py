@@ -289,10 +289,9 @@ def stability_note(prev: PreviousIn | None, inputs: Inputs, flows: Flows, tz: st
     moved = sum(deviation_kwh(prev, inputs, flows).values())
     text = "Stability: "
     if prev.frozen_kw:
-        text += f"the running slot keeps the previous plan ({', '.join(sorted(prev.frozen_kw))})"
-        if prev.skipped:
-            text += "; not frozen: " + "; ".join(f"{k} ({v})" for k, v in prev.skipped.items())
-        text += "; "
+        text += f"the running slot keeps the previous plan ({', '.join(sorted(prev.frozen_kw))}); "
+    if prev.skipped:
+        text += "not frozen: " + "; ".join(f"{k} ({v})" for k, v in prev.skipped.items()) + "; "
     if prev.window:
         end = inputs.grid.index[prev.window - 1] + pd.Timedelta(
             minutes=inputs.grid.resolution_minutes
