@@ -28,8 +28,8 @@ executed schedule); then the settled bills and their difference, the cost of sta
 with the end states valued at the month's median price.
 
 Run: ``.venv/bin/python benchmarks/stability.py [--month 2026-01] [--days 31] [--every 60]``
-(about 4 minutes on one core for the default month; ``--ct 0.5 --hours 6`` set the
-stability price and window; ``--days 7`` for a quick look).
+(about 2 minutes of one core for the default month, longer on a busy machine;
+``--ct 0.5 --hours 6`` set the stability price and window; ``--days 7`` for a quick look).
 """
 
 from __future__ import annotations
