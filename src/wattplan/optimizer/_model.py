@@ -37,6 +37,7 @@ import numpy as np
 import pulp
 
 from wattplan.optimizer._inputs import ApplianceIn, BatteryIn, EVIn, HeatPumpIn, Inputs
+from wattplan.optimizer._stability import PreviousIn
 from wattplan.optimizer._timeseries import FloatArray
 
 __all__ = ["Model", "RelaxableGroup", "build_model"]
@@ -298,11 +299,14 @@ def _dimming(b: _Builder, model: Model) -> None:
         b.row([*((s, 1.0) for s in ss), *own], LE, 0.0)
 
 
-def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
+def build_model(
+    inputs: Inputs, *, cap_eur: float | None = None, previous: PreviousIn | None = None
+) -> Model:
     """Build the LP/MILP for ``inputs`` (see the module docstring for the formulation).
 
     ``cap_eur``: the baseline's money plus penalties, in the objective's terms (the bill
     less the end state's value, without constant offsets); the plan may not exceed it.
+    ``previous``: the previous plan (frozen first slot, priced deviations), if any.
     """
     sc = inputs.scenario
     pen = sc.penalties
@@ -508,6 +512,8 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
 
     if inputs.dimming_kw:
         _dimming(b, model)
+    if previous is not None:
+        add_stability(b, model, previous)
 
     # the balance: import − export + PV used − devices = base load
     for t in range(n):
@@ -520,6 +526,7 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
         b.row(terms, EQ, float(inputs.base_load[t]))
 
     if cap_eur is not None:
+        # the stability price is not money: it stays out of the cap (see add_stability)
         b.row(_combined([*b.money_terms, *b.penalty_terms]), LE, cap_eur)
         model.capped = True
     b.prob.setObjective(pulp.LpAffineExpression(_combined(b.objective)))
@@ -530,3 +537,59 @@ def build_model(inputs: Inputs, *, cap_eur: float | None = None) -> Model:
 
 def values(vars_: Sequence[Var]) -> FloatArray:
     return np.array([v.varValue or 0.0 for v in vars_], dtype=np.float64)
+
+
+# --- plan stability (DESIGN.md §3, Stability) -------------------------------------------
+
+
+def _device_power(model: Model, n: int) -> dict[str, list[Terms]]:
+    """Each device's power in each slot as terms (an empty list: fixed at 0 kW)."""
+    out: dict[str, list[Terms]] = {}
+    for ev in model.evs:
+        out[ev.spec.dev.name] = [[(ev.x[t], 1.0)] if t in ev.x else [] for t in range(n)]
+    for bat in model.batteries:
+        out[bat.spec.dev.name] = [[(bat.c[t], 1.0), (bat.d[t], -1.0)] for t in range(n)]
+    for hp in model.heat_pumps:
+        out[hp.spec.dev.name] = [[(hp.h[t], 1.0)] for t in range(n)]
+    for app in model.appliances:
+        terms: list[Terms] = [[] for _ in range(n)]
+        for st, ys in app.y.items():
+            for j, p in enumerate(app.spec.profile_kw):
+                if p > 0 and st + j < n:
+                    terms[st + j].append((ys, float(p)))
+        out[app.spec.dev.name] = terms
+    return out
+
+
+def add_stability(b: _Builder, model: Model, previous: PreviousIn) -> None:
+    """Freeze the first slot and price |power − previous power| over the window.
+
+    The first slot: each device in ``previous.frozen_kw`` keeps that power (a battery's
+    charge and discharge are fixed apart). The window: per device and slot with a previous
+    value, ``power − previous = up − down`` with ``up, down ≥ 0``, both priced at the
+    stability price × Δ (so their sum is |power − previous| at the optimum). The price is
+    a cost term (like wear), not money: it stays out of the bill, the saving and the cap.
+    """
+    n = min(model.inputs.grid.n, max(previous.window, 1))
+    dt = model.inputs.dt_h
+    power = _device_power(model, n)
+    for bat in model.batteries:
+        target = previous.frozen_kw.get(bat.spec.dev.name)
+        if target is not None:
+            b.row([(bat.c[0], 1.0)], EQ, max(target, 0.0))
+            b.row([(bat.d[0], 1.0)], EQ, max(-target, 0.0))
+    for name, target in previous.frozen_kw.items():
+        terms = power[name][0]
+        if terms and not any(bat.spec.dev.name == name for bat in model.batteries):
+            b.row(terms, EQ, target)
+    eur = previous.eur_per_kwh * dt
+    for name, prev_kw in previous.kw.items():
+        for t in range(min(previous.window, n)):
+            terms = power[name][t]
+            if not terms or not math.isfinite(prev_kw[t]):
+                continue
+            up = b.var(f"stab_{len(b.variables)}_up")
+            dn = b.var(f"stab_{len(b.variables)}_dn")
+            b.row([*terms, (up, -1.0), (dn, 1.0)], EQ, float(prev_kw[t]))
+            b.cost(up, eur)
+            b.cost(dn, eur)

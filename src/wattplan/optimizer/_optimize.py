@@ -24,8 +24,16 @@ from wattplan.optimizer._flows import (
 from wattplan.optimizer._inputs import Inputs, prepare
 from wattplan.optimizer._model import Model, build_model
 from wattplan.optimizer._plan import Plan, PlanStatus, Shortfall
-from wattplan.optimizer._scenario import Scenario, SolverOptions
-from wattplan.optimizer._solve import SolveOutcome, solve
+from wattplan.optimizer._scenario import Scenario, SolverOptions, Stability
+from wattplan.optimizer._solve import SolveOutcome, SolveResult, solve
+from wattplan.optimizer._stability import (
+    PreviousIn,
+    PreviousPlan,
+    frozen_mismatch,
+    prepare_previous,
+    stability_cost_eur,
+    stability_note,
+)
 from wattplan.optimizer._timeseries import FloatArray
 
 __all__ = ["optimize"]
@@ -497,11 +505,24 @@ def _empty_plan(
     )
 
 
+def _solve_unfrozen(
+    inputs: Inputs, previous: PreviousIn, cap: float | None, opts: SolverOptions
+) -> tuple[Model, SolveResult, PreviousIn]:
+    """Solve again without the frozen first slot (kept only where feasible)."""
+    log.warning("%s: the frozen first slot is infeasible; solving without it", inputs.scenario.name)
+    skipped = {name: "infeasible with the other devices' state" for name in previous.frozen_kw}
+    loose = PreviousIn(previous.settings, previous.window, previous.kw, {}, skipped)
+    model = build_model(inputs, cap_eur=cap, previous=loose)
+    return model, solve(model, opts), loose
+
+
 def optimize(
     scenario: Scenario,
     *,
     prices: pd.Series | None = None,
     solver: SolverOptions | None = None,
+    previous_plan: PreviousPlan | None = None,
+    stability: Stability | None = None,
 ) -> Plan:
     """Plan ``scenario`` at least cost; compare it with the household's usual behaviour.
 
@@ -515,6 +536,14 @@ def optimize(
         are repeated onto a 15-minute grid; they must cover the whole horizon.
     solver
         Replaces ``scenario.solver`` (solver name, time limit, MIP gap).
+    previous_plan
+        The plan published before this re-plan: a :class:`Plan`, its ``schedule``
+        DataFrame or its JSON form (``Plan.to_dict()``). The first slot (running now) keeps
+        its device powers where feasible, and deviating from it within the next hours
+        costs a small price that is not money (see :class:`Stability`); the plan reports
+        it as ``stability_cost_eur``. Devices and slots it does not cover are free.
+    stability
+        Replaces ``scenario.stability`` (price per kWh of deviation, window, freezing).
 
     Returns
     -------
@@ -534,7 +563,11 @@ def optimize(
     base = simulate_baseline(inputs)
     base_bill = bill_eur(inputs, base)
     base_penalty = penalties_eur(inputs, base)
-    violations = baseline_violations(inputs, base)
+    previous = None
+    if previous_plan is not None:
+        previous = prepare_previous(inputs, previous_plan, stability or scenario.stability)
+    # a baseline that does not keep the frozen first slot is not a point of the model
+    violations = baseline_violations(inputs, base) + frozen_mismatch(previous, base)
     # the baseline as a point of the model: its money (in the objective's terms) and
     # penalties cap the plan's, so the plan never does worse than the household's usual
     # behaviour when that behaviour keeps every rule of the model
@@ -542,13 +575,15 @@ def optimize(
     if not violations:
         cap = base_bill - sum(end_values_eur(inputs, base, absolute=True).values()) + base_penalty
     t0 = time.perf_counter()
-    model = build_model(inputs, cap_eur=cap)
+    model = build_model(inputs, cap_eur=cap, previous=previous)
     build_s = time.perf_counter() - t0
     result = solve(model, opts)
+    if result.outcome is SolveOutcome.INFEASIBLE and previous and previous.frozen_kw:
+        model, result, previous = _solve_unfrozen(inputs, previous, cap, opts)
     if result.outcome is SolveOutcome.INFEASIBLE and model.capped:
         # only numerical trouble can get here (the baseline itself satisfies the cap)
         log.warning("%s: infeasible with the baseline cap; solving without it", scenario.name)
-        model = build_model(inputs)
+        model = build_model(inputs, previous=previous)
         result = solve(model, opts)
     log.debug(
         "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
@@ -592,6 +627,8 @@ def optimize(
     dimming = _dimming_report(inputs, fl, opts)
     if dimming is not None:
         explanation += "\n" + _dimming_line(inputs, dimming)
+    note = stability_note(previous, inputs, fl, scenario.timezone)
+    explanation += f"\n{note}" if note else ""
     message = ""
     if result.outcome is SolveOutcome.TIME_LIMIT:
         message = f"stopped at the {opts.time_limit_s:g} s time limit with a feasible plan"
@@ -628,4 +665,5 @@ def optimize(
         message=message,
         dimming_moved_kwh=None if dimming is None else sum(dimming.moved_kwh.values()),
         dimming_moved_kwh_by_device={} if dimming is None else dimming.moved_kwh,
+        stability_cost_eur=stability_cost_eur(previous, inputs, fl),
     )

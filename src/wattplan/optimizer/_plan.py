@@ -107,6 +107,11 @@ class Plan:
     household without dimming draws in the dimmed slots of each device beyond what this
     plan draws there (battery: charging), in kWh; per device in
     ``dimming_moved_kwh_by_device``. NaN if the plan without dimming could not be solved.
+
+    ``stability_cost_eur`` is set when the plan was made with a ``previous_plan``: its
+    deviation from that plan within the stability window at the stability price (see
+    :class:`Stability`). It is a price of changing the plan, not money: it is part of
+    neither ``cost_eur`` nor ``savings_eur``. ``None`` without a previous plan.
     """
 
     status: PlanStatus
@@ -139,6 +144,7 @@ class Plan:
     baseline_feasible: bool = False
     dimming_moved_kwh: float | None = None
     dimming_moved_kwh_by_device: dict[str, float] = field(default_factory=dict)
+    stability_cost_eur: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,6 +188,7 @@ class Plan:
                 k: _num(v) for k, v in self.terminal_prices_ct_per_kwh.items()
             },
             "baseline_feasible": self.baseline_feasible,
+            "stability_cost_eur": _num(self.stability_cost_eur),
             "resolution_minutes": self.resolution_minutes,
             "timezone": self.timezone,
             "devices": [dict(d) for d in self.devices],
@@ -219,6 +226,11 @@ class Plan:
         ]
         if self.dimming_moved_kwh is not None:
             lines.append(f"  dimming   {self.dimming_moved_kwh:9.2f} kWh moved (grid signals)")
+        if self.stability_cost_eur is not None:
+            lines.append(
+                f"  stability {self.stability_cost_eur:9.2f} EUR (deviation from the previous "
+                "plan; not in the cost)"
+            )
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)

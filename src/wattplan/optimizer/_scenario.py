@@ -44,6 +44,7 @@ __all__ = [
     "Scenario",
     "Site",
     "SolverOptions",
+    "Stability",
     "TimeSeries",
     "load_scenario",
     "scenario_json_schema",
@@ -600,6 +601,34 @@ class Penalties(BaseModel):
     )
 
 
+class Stability(BaseModel):
+    """How a re-plan keeps to the previously published plan (``optimize(previous_plan=...)``).
+
+    Used only when a previous plan is given. Each kWh by which a device's power differs
+    from the previous plan within the next ``hours`` costs ``ct_per_kwh`` in the objective
+    (``|new − previous|`` per device and slot); this price is not money: it is left out of
+    ``cost_eur`` and ``savings_eur`` and reported as ``Plan.stability_cost_eur``. With
+    ``freeze_running_slot`` the first slot (the one running now: the planner starts every
+    horizon at the slot that contains now) keeps the previous plan's power for each device
+    wherever the device's limits and state allow it.
+    """
+
+    model_config = _STRICT
+
+    # Ge(0) inside Annotated: a Field(ge=...) next to CtPerKwh's own Ge would be ignored
+    ct_per_kwh: Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM] = Field(
+        0.5,
+        description="Price of deviating from the previous plan, ct per kWh of |new − previous| "
+        "device energy within the next 'hours' (0: no price); not part of the cost.",
+    )
+    hours: Annotated[float, Ge(0.0), Le(168.0), _NUM] = Field(
+        6.0, description="How far ahead deviations are priced, hours from the start."
+    )
+    freeze_running_slot: bool = Field(
+        True, description="Keep the previous plan's power in the first slot (running now)."
+    )
+
+
 class Scenario(BaseModel):
     """A household over a planning horizon. See ``wattplan schema`` for every key."""
 
@@ -622,6 +651,10 @@ class Scenario(BaseModel):
     solver: SolverOptions = Field(default_factory=SolverOptions, description="Solver settings.")
     penalties: Penalties = Field(
         default_factory=Penalties, description="Prices of soft constraints and tie-breaks."
+    )
+    stability: Stability = Field(
+        default_factory=Stability,
+        description="Keeping to a previous plan on re-plans (with optimize(previous_plan=...)).",
     )
 
     @field_validator("timezone")

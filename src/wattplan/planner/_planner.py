@@ -10,6 +10,7 @@ clears the mark by itself.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -95,11 +96,28 @@ class RunReport:
         return self.by_outcome(Outcome.FAILED)
 
 
-def default_optimize(scenario: Any, prices: pd.Series) -> Any:
-    """``wattplan.optimize(scenario, prices=prices)``, imported on first use."""
+def default_optimize(
+    scenario: Any, prices: pd.Series, *, previous_plan: Any = None, stability: Any = None
+) -> Any:
+    """``wattplan.optimize(scenario, prices=prices, ...)``, imported on first use."""
     import wattplan
 
-    return wattplan.optimize(scenario, prices=prices)
+    return wattplan.optimize(
+        scenario, prices=prices, previous_plan=previous_plan, stability=stability
+    )
+
+
+def _takes_previous_plan(fn: Callable[..., Any]) -> bool:
+    """Whether an optimize function accepts ``previous_plan=`` (and ``stability=``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "previous_plan" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )
 
 
 def _resolution(scenario: Any) -> timedelta:
@@ -171,6 +189,14 @@ class Planner:
         The longest window planned at once (prices may reach further).
     workers:
         Customers planned in parallel threads within one pass.
+    previous_plan:
+        Pass each customer's latest stored plan to every re-plan as
+        ``optimize(..., previous_plan=document)`` (plan stability: the running slot is
+        kept and deviations within the next hours are priced). Only for an ``optimize``
+        that accepts the keyword (the default does).
+    stability:
+        A ``wattplan.Stability`` passed along with the previous plan; it replaces the
+        scenario's own ``stability`` settings. ``None``: the scenario's.
     """
 
     def __init__(
@@ -185,6 +211,8 @@ class Planner:
         deadband: Deadband | None = None,
         max_horizon: timedelta = timedelta(hours=48),
         workers: int = 1,
+        previous_plan: bool = True,
+        stability: Any = None,
     ) -> None:
         self._customers: dict[str, Customer] = {}
         for customer in customers:
@@ -194,6 +222,10 @@ class Planner:
         self.store = store
         self._prices = prices
         self._optimize: OptimizeFn = optimize or default_optimize
+        self._stability = stability
+        self._pass_previous = previous_plan and _takes_previous_plan(self._optimize)
+        if previous_plan and not self._pass_previous:
+            logger.info("the optimize function takes no previous_plan: re-plans start afresh")
         self.clock: Clock = clock or SystemClock()
         self._sinks = list(sinks)
         self._deadband = deadband or Deadband()
@@ -431,7 +463,7 @@ class Planner:
         scenario = _scenario_for(customer, start, end)
         for device, fields in state.devices.items():
             scenario = scenario.with_device_state(device, **live_state(fields, now))
-        plan = self._optimize(scenario, window)
+        plan = self._optimize(scenario, window, **self._stability_kwargs(latest))
         status = _status_value(plan)
         if status in _BAD_STATUSES:
             message = f"the optimizer returned a plan with status {status}"
@@ -467,6 +499,15 @@ class Planner:
         )
         outcome = CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
         return outcome, (stored if created else None)
+
+    def _stability_kwargs(self, latest: StoredPlan | None) -> dict[str, Any]:
+        """``previous_plan`` (the latest stored plan's document) and ``stability``."""
+        if not self._pass_previous or latest is None:
+            return {}
+        kwargs: dict[str, Any] = {"previous_plan": latest.document}
+        if self._stability is not None:
+            kwargs["stability"] = self._stability
+        return kwargs
 
     def _window(
         self, customer: Customer, now: datetime, prices: pd.Series

@@ -125,6 +125,8 @@ def build_runtime(
         deadband=config.deadband,
         max_horizon=timedelta(hours=config.max_horizon_hours),
         workers=config.workers,
+        previous_plan=config.stability.enabled,
+        stability=config.stability.settings(),
     )
     scheduler = PlannerScheduler(
         planner,

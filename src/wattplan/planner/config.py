@@ -11,6 +11,7 @@ settings. Paths are relative to the config file. Example::
     polling: {window_start: "13:30", window_end: "16:00", dense_minutes: 5,
               sparse_minutes: 60, jitter_seconds: 30}
     http: {host: 127.0.0.1, port: 8080}
+    stability: {enabled: true, ct_per_kwh: 0.5, hours: 6}   # re-plans keep to the last plan
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
     webhooks:
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
@@ -51,6 +52,7 @@ __all__ = [
     "NomosConfig",
     "PlannerConfig",
     "PollingConfig",
+    "StabilityConfig",
     "WebhookConfig",
     "load_config",
 ]
@@ -84,6 +86,30 @@ class PollingConfig(_Model):
             window_end=self.window_end,
             dense=timedelta(minutes=self.dense_minutes),
             sparse=timedelta(minutes=self.sparse_minutes),
+        )
+
+
+class StabilityConfig(_Model):
+    """Plan stability: every re-plan gets the customer's last plan as ``previous_plan``.
+
+    The running slot keeps the last plan's device powers (``freeze_running_slot``) and each
+    kWh of device energy that differs from it within the next ``hours`` costs
+    ``ct_per_kwh`` in the objective (not on the bill). ``enabled: false`` re-plans afresh.
+    """
+
+    enabled: bool = True
+    ct_per_kwh: float = Field(0.5, ge=0, le=100, description="price of deviation, ct/kWh")
+    hours: float = Field(6, ge=0, le=168, description="how far ahead deviations are priced")
+    freeze_running_slot: bool = True
+
+    def settings(self) -> Any:
+        """The optimizer's ``wattplan.Stability`` (imported on first use)."""
+        from wattplan.optimizer import Stability
+
+        return Stability(
+            ct_per_kwh=self.ct_per_kwh,
+            hours=self.hours,
+            freeze_running_slot=self.freeze_running_slot,
         )
 
 
@@ -166,6 +192,7 @@ class PlannerConfig(_Model):
     max_horizon_hours: float = Field(48, gt=0, le=24 * 7)
     workers: int = Field(4, ge=1, le=64)
     deadband: Deadband = Deadband()
+    stability: StabilityConfig = StabilityConfig()
     http: HttpConfig | None = HttpConfig()
     mqtt: MqttConfig | None = None
     webhooks: list[WebhookConfig] = []
