@@ -204,6 +204,12 @@ def test_counts_and_horizon_are_bounded(change: dict[str, Any], key: str) -> Non
         (("penalties", "shortfall_eur_per_kwh"), 1e300),
         (("solver", "threads"), True),
         (("solver", "time_limit_s"), math.inf),
+        # a bound given as Field(ge=0) on a type with its own lower bound was ignored
+        (("devices", 1, "wear_cost_ct_per_kwh"), -3.0),
+        (("devices", 1, "terminal_price_ct_per_kwh"), -1.0),
+        (("devices", 0, "terminal_price_ct_per_kwh"), -1.0),
+        (("devices", 2, "terminal_price_ct_per_kwh"), -1.0),
+        (("site", "terminal_price_ct_per_kwh"), -1.0),
     ],
 )
 def test_non_finite_absurd_and_boolean_numbers_name_the_key(

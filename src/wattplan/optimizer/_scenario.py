@@ -71,6 +71,8 @@ Number = Annotated[float, Ge(-1e6), Le(1e6), _NUM]
 Kw = Annotated[float, Le(MAX_KW), _NUM]
 Kwh = Annotated[float, Le(MAX_KWH), _NUM]
 CtPerKwh = Annotated[float, Ge(-MAX_PRICE_CT), Le(MAX_PRICE_CT), _NUM]
+# a bound inside the type: Field(ge=0) would not override the type's own Ge
+NonNegCtPerKwh = Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM]
 Celsius = Annotated[float, Ge(-60.0), Le(100.0), _NUM]
 Eur = Annotated[float, Le(MAX_EUR), _NUM]
 Fraction = Annotated[float, Le(1.0), _NUM]
@@ -220,9 +222,8 @@ class Site(BaseModel):
     grid_export_limit_kw: Kw = Field(30.0, ge=0, description="Grid export limit, kW.")
     base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
     pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="What the horizon leaves behind is worth, ct per kWh of grid energy it "
         "saves later: energy left in a battery (through its discharge efficiency), EV "
@@ -385,9 +386,8 @@ class EV(_DimmableDevice):
     min_run_minutes: Count = Field(
         0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum charging block (adds binaries)."
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of energy charged above a session's target, ct per kWh of grid "
         "energy it saves later (charging above the target pays only below this price); "
@@ -434,18 +434,16 @@ class Battery(_DimmableDevice):
         "'start' for the starting SoC. Default: none; what is left is valued at the "
         "terminal price instead.",
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of energy left stored at the end, ct per kWh of AC energy it "
         "delivers later (times discharge_efficiency per stored kWh); default: "
         "site.terminal_price_ct_per_kwh.",
     )
     allow_grid_charging: bool = Field(True, description="May charge from the grid.")
-    wear_cost_ct_per_kwh: CtPerKwh = Field(
+    wear_cost_ct_per_kwh: NonNegCtPerKwh = Field(
         1.0,
-        ge=0,
         description="Wear cost per kWh discharged, ct/kWh (keeps it from cycling "
         "for a tenth of a cent).",
     )
@@ -525,9 +523,8 @@ class HeatPump(_DimmableDevice):
     min_run_minutes: Count = Field(
         0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum run time once started (binaries)."
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of heat stored in the building at the end, ct per kWh of "
         "electricity it saves later (each K is C kWh of heat, over the horizon's mean COP); "
