@@ -87,7 +87,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         runtime.scheduler.start()
         if runtime.app is not None and config.http is not None:
-            with serve_in_thread(runtime.app, host=config.http.host, port=config.http.port) as url:
+            with serve_in_thread(
+                runtime.app,
+                host=config.http.host,
+                port=config.http.port,
+                header_timeout_s=config.http.header_timeout_s,
+                keep_alive_s=config.http.keep_alive_s,
+                max_connections=config.http.max_connections,
+            ) as url:
                 log.info("HTTP API on %s (health: %s/health)", url, url)
                 if args.ready_file:
                     Path(args.ready_file).write_text(url, encoding="utf-8")
