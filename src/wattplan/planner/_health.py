@@ -102,7 +102,8 @@ class LiveCustomer:
 class FetchHealth:
     """How price fetches went in this process (all customers together)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stalled_after_s: float = FETCH_STALLED_S) -> None:
+        self._stalled_after_s = stalled_after_s
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._in_flight: dict[int, float] = {}
@@ -138,7 +139,7 @@ class FetchHealth:
         with self._lock:
             now = time.monotonic()
             ages = [now - t for t in self._in_flight.values()]
-            stalled = sum(1 for a in ages if a > FETCH_STALLED_S)
+            stalled = sum(1 for a in ages if a > self._stalled_after_s)
             return {
                 "ok": self.consecutive_failures == 0 and stalled == 0,
                 "last_ok_at": None if self.last_ok_at is None else self.last_ok_at.isoformat(),

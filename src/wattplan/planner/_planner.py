@@ -203,6 +203,9 @@ class Planner:
     stability:
         A ``wattplan.Stability`` passed along with the previous plan; it replaces the
         scenario's own ``stability`` settings. ``None``: the scenario's.
+    fetch_stalled_after:
+        A price fetch still running after this long makes health ``degraded`` before its
+        deadline (``RetryPolicy.max_call_s``) ends it.
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class Planner:
         workers: int = 1,
         previous_plan: bool = True,
         stability: Any = None,
+        fetch_stalled_after: timedelta = timedelta(seconds=20),
     ) -> None:
         self._customers: dict[str, Customer] = {}
         for customer in customers:
@@ -240,7 +244,7 @@ class Planner:
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
         self._live = {cid: LiveCustomer(cid) for cid in self._customers}
-        self._fetches = FetchHealth()
+        self._fetches = FetchHealth(fetch_stalled_after.total_seconds())
         self._stopping = threading.Event()
         now = self.clock.now()
         for cid in self._customers:
