@@ -8,6 +8,8 @@ on a plan the process had just made; 200 concurrent device-state writes gave 500
 
 from __future__ import annotations
 
+import contextlib
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 
 from tests.hostile._servers import CuttableProxy, api, auth, make_planner
 from tests.planner.conftest import POSTGRES_URL, require_service
+from wattplan.cli import main
 from wattplan.planner import PlanStore
 
 
@@ -52,6 +55,21 @@ def _break_writes(store: PlanStore, fault: str) -> Callable[[], None]:
         store.engine.dispose()
 
     return undo
+
+
+def _wattplan_status(tmp_path: Any, api_url: str, *args: str) -> tuple[int, str]:
+    """``wattplan status --config`` for this database and the running API (in-process)."""
+    config = tmp_path / "planner.yaml"
+    config.write_text(
+        f"database_url: sqlite:///{tmp_path / 'planner.sqlite3'}\n"
+        f"http: {{port: {api_url.rsplit(':', 1)[1]}}}\n"
+        "customers:\n  - {id: a, factory: 'wattplan.planner:demo_household'}\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["status", "--config", str(config), *args])
+    return code, out.getvalue()
 
 
 @pytest.mark.parametrize("fault", ["read_only", "disk_full"])
@@ -88,6 +106,11 @@ def test_a_database_that_refuses_writes_shows_in_health_status_and_stale(
         assert plan.json()["stale"] is True
         setpoint = client.get("/customers/a/setpoint", headers=auth("a")).json()
         assert setpoint["stale"] is True
+        # the database cannot hold its own failure; `wattplan status` asks the process too
+        code, shown = _wattplan_status(tmp_path, str(client.base_url), "--strict")
+        assert "planner process: degraded; database failing (" in shown
+        assert expected in shown
+        assert code == 1
 
         if fault == "read_only":
             r = client.post(
@@ -104,6 +127,8 @@ def test_a_database_that_refuses_writes_shows_in_health_status_and_stale(
         health = client.get("/health").json()
         assert (health["status"], health["health"]["ok"], health["stale_plans"]) == ("ok", 2, 0)
         assert client.get("/customers/a/plan", headers=auth("a")).json()["stale"] is False
+        code, shown = _wattplan_status(tmp_path, str(client.base_url), "--strict")
+        assert (code, shown.splitlines()[-1]) == (0, "planner process: ok")
     store.dispose()
 
 
