@@ -330,8 +330,12 @@ class Planner:
         moment = require_aware(now if now is not None else self.clock.now())
         clean = validate_device_state(body, scenario=customer.scenario, now=moment)
         state = self.store.update_device_state(customer_id, clean, now=moment, replace=replace)
-        latest = self.store.latest_plan(customer_id)
-        self._live[customer_id].remember_plan(latest)
+        live = self._live[customer_id]
+        try:
+            latest = self.store.latest_plan(customer_id)
+        except StoreError:  # the state is stored: compare with the plan in memory
+            latest = live.plan
+        live.remember_plan(latest)
         planned = latest.device_state if latest is not None else {}
         significant = significant_change(planned, state.devices, self._deadband)
         logger.info(
