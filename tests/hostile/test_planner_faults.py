@@ -13,7 +13,7 @@ import io
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from tests.hostile._servers import CuttableProxy, api, auth, make_planner
 from tests.planner.conftest import POSTGRES_URL, require_service
 from wattplan.cli import main
+from wattplan.exceptions import ConflictError
 from wattplan.planner import PlanStore
 
 
@@ -209,12 +210,17 @@ def test_postgres_going_away_serves_the_last_plan_stale_and_recovers(
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[PlanStore]:
+def db(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]:
+    """``url`` and ``table_prefix`` of a fresh plan store on either backend."""
     if request.param == "sqlite":
-        store = _sqlite_store(tmp_path)
-    else:
-        require_service("127.0.0.1", 5432, "PostgreSQL")
-        store = PlanStore(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+        return {"url": f"sqlite:///{tmp_path / 'planner.sqlite3'}", "table_prefix": "wattplan_"}
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    return {"url": POSTGRES_URL, "table_prefix": f"t{uuid.uuid4().hex[:10]}_"}
+
+
+@pytest.fixture
+def any_store(db: dict[str, str]) -> Iterator[PlanStore]:
+    store = PlanStore(**db)
     yield store
     store.drop_all()
     store.dispose()
@@ -241,3 +247,27 @@ def test_200_concurrent_device_state_writes_never_get_a_500(any_store: PlanStore
     versions = sorted(r.json()["version"] for r in responses if r.status_code == 200)
     assert versions == list(range(1, len(versions) + 1))  # every write got its own version
     assert any_store.device_state("a").version == len(versions)
+
+
+def test_writers_in_two_processes_lose_a_swap_only_as_a_conflict(
+    any_store: PlanStore, db: dict[str, str]
+) -> None:
+    # a second store on the same database stands in for a second process: its writers do
+    # not queue behind ours, so compare-and-swaps really collide
+    other = PlanStore(**db)
+    now = datetime.now(UTC)
+    outcomes: list[str] = []
+
+    def write(i: int) -> None:
+        store = any_store if i % 2 else other
+        try:
+            store.update_device_state("a", {"battery": {"soc_kwh": i / 10}}, now=now)
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(80)))
+    other.dispose()
+    assert len(outcomes) == 80
+    assert any_store.device_state("a").version == outcomes.count("ok")
