@@ -349,8 +349,7 @@ def create_app(
                             413, "body_too_large", f"the body exceeds {max_body_bytes} bytes"
                         )
         except TimeoutError:
-            logger.info("device-state body of %s not complete within %g s", customer_id,
-                        body_timeout_s)  # fmt: skip
+            logger.info("device-state body of %s late (over %g s)", customer_id, body_timeout_s)
             response = _error(
                 408, "request_timeout", f"the body did not arrive within {body_timeout_s:g} s"
             )
