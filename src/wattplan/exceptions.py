@@ -35,7 +35,9 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
     │   ├── GrantNotFoundError        no stored grant for this client and customer
     │   └── TokenVaultError           the token store failed (database, decryption)
     └── PlannerError                  the planner process (store, sinks, scheduling)
-        └── AccessError               a caller may not see or change this customer's data
+        ├── AccessError               a caller may not see or change this customer's data
+        ├── StoreError                the plan store is unreachable, full or read-only [transient]
+        └── ConflictError             a concurrent change won; try again  [transient]
 
 Messages never contain secrets: no tokens, codes, verifiers or client secrets.
 """
@@ -48,6 +50,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "ConfigurationError",
+    "ConflictError",
     "ForbiddenError",
     "GrantNotFoundError",
     "InvalidGrantError",
@@ -66,6 +69,7 @@ __all__ = [
     "ServerError",
     "SolverTimeoutError",
     "StateMismatchError",
+    "StoreError",
     "TokenVaultError",
     "TransportError",
     "UnauthorizedError",
@@ -264,3 +268,15 @@ class PlannerError(WattplanError):
 
 class AccessError(PlannerError):
     """The caller may not read or change this customer's data."""
+
+
+class StoreError(PlannerError):
+    """The plan store failed: the database is unreachable, full or read-only."""
+
+    transient = True
+
+
+class ConflictError(PlannerError):
+    """A concurrent change to the same record won, more often than the retries allow."""
+
+    transient = True

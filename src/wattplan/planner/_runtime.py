@@ -149,6 +149,7 @@ def build_runtime(
             planner,
             auth=keys,
             max_body_bytes=config.http.max_body_bytes,
+            body_timeout_s=config.http.body_timeout_s,
             extra_health=scheduler.health,
         )
     return Runtime(config, store, planner, scheduler, app, closers)

@@ -10,7 +10,8 @@ settings. Paths are relative to the config file. Example::
       client_id: my-hems                       # default: WATTPLAN_CLIENT_ID
     polling: {window_start: "13:30", window_end: "16:00", dense_minutes: 5,
               sparse_minutes: 60, jitter_seconds: 30}
-    http: {host: 127.0.0.1, port: 8080}
+    http: {host: 127.0.0.1, port: 8080, header_timeout_s: 10, body_timeout_s: 10,
+           keep_alive_s: 5, max_connections: 200}
     stability: {enabled: true, ct_per_kwh: 0.5, hours: 6}   # re-plans keep to the last plan
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
     webhooks:
@@ -120,9 +121,23 @@ class NomosConfig(_Model):
 
 
 class HttpConfig(_Model):
+    """The planner's HTTP API, with bounds on slow and numerous clients."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(16 * 1024, gt=0, le=1024 * 1024)
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, strict=True, description="a request head must arrive within, s"
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=300, strict=True, description="a request body must arrive within, s"
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, le=300, strict=True, description="an idle kept-alive connection closes, s"
+    )
+    max_connections: int = Field(
+        200, ge=1, le=10_000, strict=True, description="open connections; beyond: 503"
+    )
 
 
 class MqttConfig(_Model):
