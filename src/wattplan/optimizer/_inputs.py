@@ -36,6 +36,11 @@ class EVSessionIn:
     target_kwh: float  # the session's whole target (what the baseline charges)
     soc_kwh: float | None  # SoC at the first slot, if known
     note: str = ""
+    # v2h: bounds on the energy in the car relative to plug-in, after every slot (kWh), and
+    # whether the session may discharge at all (not when it starts below v2h_min_soc_kwh)
+    net_min_kwh: float = 0.0
+    net_max_kwh: float = 0.0
+    discharge: bool = False
 
 
 @dataclass
@@ -224,19 +229,43 @@ def _ev(dev: EV, i: int, grid: SlotGrid, terminal_ct: float) -> EVIn:
             )
         else:
             need_in = need
-        sessions.append(
-            EVSessionIn(
-                index=j,
-                first=first,
-                last=max(first, last),
-                required_kwh=need_in,
-                max_kwh=s.ceiling_kwh(),
-                target_kwh=need,
-                soc_kwh=s.soc_kwh,
-                note=note,
-            )
+        sess = EVSessionIn(
+            index=j,
+            first=first,
+            last=max(first, last),
+            required_kwh=need_in,
+            max_kwh=s.ceiling_kwh(),
+            target_kwh=need,
+            soc_kwh=s.soc_kwh,
+            note=note,
         )
+        if dev.v2h:
+            _v2h_bounds(dev, sess)
+        sessions.append(sess)
     return EVIn(dev, sessions, _terminal(dev.terminal_price_ct_per_kwh, terminal_ct))
+
+
+def _v2h_bounds(dev: EV, sess: EVSessionIn) -> None:
+    """Energy bounds of a bidirectional session, relative to the SoC at plug-in.
+
+    Never above the session's ceiling (nor the capacity); never below v2h_min_soc_kwh, or
+    below the plug-in level when the SoC at plug-in is unknown. A session that starts below
+    v2h_min_soc_kwh does not discharge (a linear rule: "discharge only once above it" would
+    need a binary per slot).
+    """
+    top = sess.max_kwh
+    floor = 0.0
+    sess.discharge = True
+    if sess.soc_kwh is not None:
+        if dev.capacity_kwh is not None:
+            top = min(top, dev.capacity_kwh - sess.soc_kwh)
+        low = dev.v2h_min_soc_kwh or 0.0
+        if sess.soc_kwh < low - 1e-9:
+            sess.discharge = False
+        else:
+            floor = low - sess.soc_kwh
+    sess.net_min_kwh = floor
+    sess.net_max_kwh = max(0.0, top)
 
 
 def _terminal(own: float | None, site: float) -> float:

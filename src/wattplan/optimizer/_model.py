@@ -9,8 +9,14 @@ states after the slot. Binaries appear only where a feature needs them:
 * an appliance: one binary per feasible start;
 * a battery that could profit from charging and discharging at once (to make room for a
   negative import price later): a direction binary in every slot up to the last negative price;
-* import and export at once (import price below the feed-in price while PV is there): a
-  direction binary in those slots only.
+* import and export at once (import price below the feed-in price while export is
+  possible): a direction binary in those slots only; where the import price is not below
+  the feed-in, :func:`net_grid_exchange` nets the two after solving (equal prices);
+* a bidirectional EV (``v2h``): a direction binary per slot of a session that may discharge.
+
+Export is at most the PV used in each slot (``site.export_only_pv``, the default) and then
+exists only where there is PV; without that rule it exists in every slot, so batteries and
+bidirectional cars may discharge to the grid.
 
 Every comfort or energy target is soft (priced in :class:`~wattplan.Penalties`), so a
 sensible request always gets a plan, with its shortfall reported. A tiny cost on each kW of
@@ -36,11 +42,18 @@ from typing import Any, TypeAlias
 import numpy as np
 import pulp
 
-from wattplan.optimizer._inputs import ApplianceIn, BatteryIn, EVIn, HeatPumpIn, Inputs
+from wattplan.optimizer._inputs import (
+    ApplianceIn,
+    BatteryIn,
+    EVIn,
+    EVSessionIn,
+    HeatPumpIn,
+    Inputs,
+)
 from wattplan.optimizer._stability import PreviousIn
 from wattplan.optimizer._timeseries import FloatArray
 
-__all__ = ["Model", "RelaxableGroup", "build_model"]
+__all__ = ["Model", "RelaxableGroup", "build_model", "net_grid_exchange"]
 
 # PuLP ships no type information: its variables are Any to mypy.
 Var: TypeAlias = Any
@@ -54,6 +67,7 @@ class _EVVars:
     x: dict[int, Var]
     shortfall: dict[int, Var]  # per session index
     extra: dict[int, Var]  # energy above the floor, per session index (when allowed)
+    y: dict[int, Var] = field(default_factory=dict)  # v2h: discharge power (AC), kW
 
 
 @dataclass
@@ -299,6 +313,53 @@ def _dimming(b: _Builder, model: Model) -> None:
         b.row([*((s, 1.0) for s in ss), *own], LE, 0.0)
 
 
+def _v2h_session(
+    b: _Builder,
+    model: Model,
+    ev: EVIn,
+    s: EVSessionIn,
+    nm: str,
+    x: dict[int, Var],
+    y: dict[int, Var],
+    draw: list[Terms],
+    tie: float,
+) -> Terms:
+    """Discharge variables and the energy path of one bidirectional session.
+
+    q_t (energy in the car relative to plug-in, after slot t) stays within the session's
+    bounds; a direction binary per slot keeps the car from charging and discharging at
+    once (with a minimum charging power that could otherwise be dodged). Returns the
+    session's delivered energy as terms: q at its last slot.
+    """
+    d = ev.dev
+    dt = model.inputs.dt_h
+    eff_d = d.v2h_discharge_efficiency
+    pd_max = d.v2h_max_discharge_kw
+    wear = dt * d.v2h_wear_cost_ct_per_kwh / 100.0
+    q: Var = None
+    for t in range(s.first, s.last):
+        y[t] = b.var(f"{nm}_y_{t}", 0.0, pd_max)
+        draw[t].append((y[t], -1.0))
+        b.cost(y[t], wear + tie)
+        prev = q
+        q = b.var(f"{nm}_q_{t}", s.net_min_kwh, s.net_max_kwh)
+        b.row(
+            [
+                (q, 1.0),
+                *([(prev, -1.0)] if prev is not None else []),
+                (x[t], -d.efficiency * dt),
+                (y[t], dt / eff_d),
+            ],
+            EQ,
+            0.0,
+        )
+        z = b.var(f"{nm}_z_{t}", binary=True)
+        b.row([(x[t], 1.0), (z, -d.max_power_kw)], LE, 0.0)
+        b.row([(y[t], 1.0), (z, pd_max)], LE, pd_max)
+        model.exclusive.append((z, x[t], y[t]))
+    return [(q, 1.0)]
+
+
 def build_model(
     inputs: Inputs, *, cap_eur: float | None = None, previous: PreviousIn | None = None
 ) -> Model:
@@ -320,7 +381,9 @@ def build_model(
     o = b.series("o", n, 0.0, None)
     v = {t: b.var(f"v_{t}", 0.0, float(inputs.pv[t])) for t in range(n) if inputs.pv[t] > 0}
     exp_lim = float(sc.site.grid_export_limit_kw)
-    e = {t: b.var(f"e_{t}", 0.0, exp_lim) for t in v} if exp_lim > 0 else {}
+    only_pv = sc.site.export_only_pv
+    export_slots = v if only_pv else range(n)
+    e = {t: b.var(f"e_{t}", 0.0, exp_lim) for t in export_slots} if exp_lim > 0 else {}
     for t in range(n):
         b.money(u[t], dt * price[t] / 100.0)
         b.money(o[t], dt * price[t] / 100.0)
@@ -329,7 +392,8 @@ def build_model(
     for t, et in e.items():
         b.money(et, -dt * feed[t] / 100.0)
         b.cost(et, tie)  # where import and export cost the same, do neither at once
-        b.row([(et, 1.0), (v[t], -1.0)], LE, 0.0)  # export only from PV
+        if only_pv:
+            b.row([(et, 1.0), (v[t], -1.0)], LE, 0.0)  # export only from PV
         if price[t] < feed[t]:
             # importing and exporting at once would pay: forbid it with a direction binary
             z = b.var(f"zg_{t}", binary=True)
@@ -341,11 +405,16 @@ def build_model(
 
     # balance terms: what devices draw in slot t (kW)
     draw: list[Terms] = [[] for _ in range(n)]
+    # Charging and discharging at once burns stored energy at no cost of money (the grid
+    # sees c − d). That pays only to make room for a later negative price, so the direction
+    # binaries of a battery exist in every slot up to the last negative price.
+    later_negative = np.minimum.accumulate(price[::-1])[::-1] < 0
 
     for ev in inputs.evs:
         d = ev.dev
         nm = f"ev{len(model.evs)}"
         x: dict[int, Var] = {}
+        y: dict[int, Var] = {}
         short: dict[int, Var] = {}
         extra: dict[int, Var] = {}
         for s in ev.sessions:
@@ -353,6 +422,8 @@ def build_model(
                 x[t] = b.var(f"{nm}_x_{t}", 0.0, d.max_power_kw)
                 draw[t].append((x[t], 1.0))
             energy: Terms = [(x[t], d.efficiency * dt) for t in range(s.first, s.last)]
+            if s.discharge and s.last > s.first:
+                energy = _v2h_session(b, model, ev, s, nm, x, y, draw, tie)
             # delivered energy = floor − shortfall + extra, extra within the ceiling; the
             # row exists for every session, so a session without a whole slot shows its
             # whole floor as a shortfall
@@ -401,12 +472,8 @@ def build_model(
                             on, pw, d.min_power_kw or 0.0, d.max_power_kw, price[first:last]
                         )
                     )
-        model.evs.append(_EVVars(ev, x, short, extra))
+        model.evs.append(_EVVars(ev, x, short, extra, y))
 
-    # Charging and discharging at once burns stored energy at no cost of money (the grid
-    # sees c − d). That pays only to make room for a later negative price, so the direction
-    # binaries exist in every slot up to the last negative price.
-    later_negative = np.minimum.accumulate(price[::-1])[::-1] < 0
     for bat in inputs.batteries:
         bd = bat.dev
         nm = f"bat{len(model.batteries)}"
@@ -546,7 +613,10 @@ def _device_power(model: Model, n: int) -> dict[str, list[Terms]]:
     """Each device's power in each slot as terms (an empty list: fixed at 0 kW)."""
     out: dict[str, list[Terms]] = {}
     for ev in model.evs:
-        out[ev.spec.dev.name] = [[(ev.x[t], 1.0)] if t in ev.x else [] for t in range(n)]
+        out[ev.spec.dev.name] = [
+            [(ev.x[t], 1.0), *([(ev.y[t], -1.0)] if t in ev.y else [])] if t in ev.x else []
+            for t in range(n)
+        ]
     for bat in model.batteries:
         out[bat.spec.dev.name] = [[(bat.c[t], 1.0), (bat.d[t], -1.0)] for t in range(n)]
     for hp in model.heat_pumps:
@@ -593,3 +663,25 @@ def add_stability(b: _Builder, model: Model, previous: PreviousIn) -> None:
             b.row([*terms, (up, -1.0), (dn, 1.0)], EQ, float(prev_kw[t]))
             b.cost(up, eur)
             b.cost(dn, eur)
+
+
+def net_grid_exchange(model: Model) -> None:
+    """Net import against export in each slot whose import price is not below the feed-in.
+
+    There, importing and exporting at once never lowers the bill (the direction binaries
+    cover the slots where it would), but with equal prices (and no tie-break, or within the
+    MIP gap) a solution may still show both. Lowering both by their minimum keeps the
+    balance and every bound and does not raise the bill: the plan never shows both.
+    """
+    inp = model.inputs
+    for t, et in model.e.items():
+        if inp.price[t] < inp.feed_in[t]:
+            continue
+        exp = max(0.0, et.varValue or 0.0)
+        for var in (model.o[t], model.u[t]):  # the overload first: it is also penalised
+            val = max(0.0, var.varValue or 0.0)
+            m = min(val, exp)
+            if m > 0.0:
+                var.varValue = val - m
+                exp -= m
+        et.varValue = exp

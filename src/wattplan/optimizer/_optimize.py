@@ -22,7 +22,7 @@ from wattplan.optimizer._flows import (
     simulate_baseline,
 )
 from wattplan.optimizer._inputs import Inputs, prepare
-from wattplan.optimizer._model import Model, build_model
+from wattplan.optimizer._model import Model, build_model, net_grid_exchange
 from wattplan.optimizer._plan import Plan, PlanStatus, Shortfall
 from wattplan.optimizer._scenario import Scenario, SolverOptions, Stability
 from wattplan.optimizer._solve import SolveOutcome, SolveResult, solve
@@ -59,6 +59,8 @@ def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
     for name in fl.charge_kw:
         cols[f"{name}_charge_kw"] = fl.charge_kw[name]
         cols[f"{name}_discharge_kw"] = fl.discharge_kw[name]
+    for name, arr in fl.export_kw.items():
+        cols[f"{name}_export_kw"] = arr
     for name, arr in fl.soc_kwh.items():
         cols[f"{name}_soc_kwh"] = arr
     for name, arr in fl.charged_kwh.items():
@@ -77,11 +79,17 @@ def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
 
 
 def _device_costs(inputs: Inputs, fl: Flows) -> dict[str, float]:
-    """Each device's energy valued at the import price of its slots (attribution), EUR."""
-    dt = inputs.dt_h
-    return {
-        name: float(np.sum(dt * inputs.price * kw) / 100.0) for name, kw in fl.device_kw.items()
-    }
+    """Each device's energy valued at the import price of its slots (attribution), EUR.
+
+    What a device discharges to the grid (``export_kw``) earns the feed-in price instead.
+    """
+    dt, p, f = inputs.dt_h, inputs.price, inputs.feed_in
+    out = {}
+    for name, kw in fl.device_kw.items():
+        exp = fl.export_kw.get(name)
+        ct = p * kw if exp is None else p * (kw + exp) - f * exp
+        out[name] = float(np.sum(dt * ct) / 100.0)
+    return out
 
 
 def _end_state_notes(
@@ -262,6 +270,27 @@ def _avg_price(price: FloatArray, kw: FloatArray) -> float | None:
     return float(np.sum(price * w) / total) if total > 1e-9 else None
 
 
+def _exported_note(inputs: Inputs, plan: Flows, name: str) -> str:
+    """' (x kWh of it to the grid at y ct/kWh feed-in)' where a device exports."""
+    exp = plan.export_kw.get(name)
+    if exp is None or float(exp.sum() * inputs.dt_h) < 1e-3:
+        return ""
+    fp = _avg_price(inputs.feed_in, exp)
+    return f" ({float(exp.sum() * inputs.dt_h):.1f} kWh of it to the grid at {fp:.1f} ct/kWh)"
+
+
+def _discharge_note(inputs: Inputs, plan: Flows, name: str, verb: str) -> str:
+    """'; gives back x kWh when power costs y ct/kWh on average' for a discharging car."""
+    dis = plan.discharge_kw.get(name)
+    if dis is None or float(dis.sum() * inputs.dt_h) < 1e-3:
+        return ""
+    dp = _avg_price(inputs.price, dis)
+    return (
+        f"; {verb} {float(dis.sum() * inputs.dt_h):.1f} kWh when power costs {dp:.1f} ct/kWh "
+        "on average" + _exported_note(inputs, plan, name)
+    )
+
+
 def _explain(
     inputs: Inputs,
     plan: Flows,
@@ -290,7 +319,7 @@ def _explain(
     per: dict[str, str] = {}
     for ev in inputs.evs:
         name = ev.dev.name
-        kw = plan.device_kw[name]
+        kw = plan.charge_kw.get(name, plan.device_kw[name])
         energy = float(kw.sum() * dt)
         periods = _periods(idx, kw > 1e-3, res)
         if energy < 1e-3:
@@ -298,7 +327,9 @@ def _explain(
             per[name] = (
                 f"{name}: cannot charge in this horizon (see the shortfall)."
                 if short
-                else f"{name}: no charging needed in this horizon."
+                else f"{name}: no charging needed in this horizon"
+                + _discharge_note(inputs, plan, name, "gives back")
+                + "."
             )
             continue
         ap, bp = _avg_price(p, kw), _avg_price(p, base.device_kw[name])
@@ -309,6 +340,7 @@ def _explain(
         )
         if bp is not None:
             text += f"; charging at plug-in would pay {bp:.1f} ct/kWh"
+        text += _discharge_note(inputs, plan, name, "gives back")
         text += f"; saves {saved(name):.2f} EUR."
         per[name] = text
     for bat in inputs.batteries:
@@ -325,6 +357,7 @@ def _explain(
             + (f" at {cp:.1f} ct/kWh on average" if cp is not None else "")
             + f" and discharges {e_dis:.1f} kWh"
             + (f" when power costs {dp:.1f} ct/kWh on average" if dp is not None else "")
+            + _exported_note(inputs, plan, name)
             + f"; ends at {plan.soc_kwh[name][-1]:.1f} kWh (greedy self-consumption would end at "
             f"{base.soc_kwh[name][-1]:.1f} kWh)."
         )
@@ -585,6 +618,8 @@ def optimize(
         log.warning("%s: infeasible with the baseline cap; solving without it", scenario.name)
         model = build_model(inputs, previous=previous)
         result = solve(model, opts)
+    if result.outcome in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
+        net_grid_exchange(model)
     log.debug(
         "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
         scenario.name,

@@ -234,6 +234,13 @@ class Site(BaseModel):
         "prices, never below 0 (measured on rolling re-plans, see "
         "benchmarks/terminal_value.py). Devices may override it.",
     )
+    export_only_pv: bool = Field(
+        True,
+        description="Export comes only from PV (export ≤ PV used in every slot): a battery "
+        "or car serves the house but is not sold to the grid. false lets a battery (and an "
+        "EV with v2h) discharge to the grid too, when the feed-in price pays for the "
+        "efficiencies, the wear and the terminal value of the energy.",
+    )
 
     _c1 = field_validator(
         "feed_in_ct_per_kwh", "base_load", "pv", "grid_import_limit_kw", mode="before"
@@ -361,7 +368,7 @@ class _DimmableDevice(_DeviceBase):
 
 
 class EV(_DimmableDevice):
-    """An electric car at a wallbox (charging only; no vehicle-to-home)."""
+    """An electric car at a wallbox; with ``v2h`` a bidirectional one that may also discharge."""
 
     kind: Literal["ev"] = "ev"
     max_power_kw: Kw = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
@@ -393,6 +400,68 @@ class EV(_DimmableDevice):
         "energy it saves later (charging above the target pays only below this price); "
         "default: site.terminal_price_ct_per_kwh.",
     )
+    v2h: bool = Field(
+        False,
+        description="Bidirectional (vehicle-to-home): while plugged in the car may discharge "
+        "to the house, and to the grid when site.export_only_pv is false. Each session's "
+        "floor (energy_kwh or target_soc_kwh) must still be reached by departure; the SoC "
+        "never exceeds the session's ceiling. Discharge has no minimum power.",
+    )
+    max_discharge_kw: Kw | None = Field(
+        None,
+        gt=0,
+        description="Maximum discharging power (AC), kW; needs v2h. Default: max_power_kw.",
+    )
+    discharge_efficiency: Fraction | None = Field(
+        None, gt=0, le=1, description="Battery-to-AC efficiency; needs v2h. Default: efficiency."
+    )
+    wear_cost_ct_per_kwh: CtPerKwh | None = Field(
+        None,
+        ge=0,
+        description="Wear cost per kWh discharged (AC), ct/kWh; needs v2h. Default: 1.0, like "
+        "the home battery's; the car's battery price over its cycle life is often higher.",
+    )
+    v2h_min_soc_kwh: Kwh | None = Field(
+        None,
+        ge=0,
+        description="Discharging never draws the car below this SoC, kWh (≤ capacity_kwh); "
+        "needs v2h. A session that starts below it does not discharge. Default: 0. A session "
+        "without soc_kwh gives back at most what it took since plug-in.",
+    )
+
+    @field_validator("max_discharge_kw", "discharge_efficiency", "wear_cost_ct_per_kwh")
+    @classmethod
+    def _needs_v2h(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and not info.data.get("v2h", False):
+            raise ValueError("applies only to a bidirectional car: set v2h: true")
+        return v
+
+    @field_validator("v2h_min_soc_kwh")
+    @classmethod
+    def _min_soc(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is None:
+            return v
+        if not info.data.get("v2h", False):
+            raise ValueError("applies only to a bidirectional car: set v2h: true")
+        cap = info.data.get("capacity_kwh")
+        if cap is not None and v > cap + 1e-9:
+            raise ValueError(f"({v} kWh) exceeds capacity_kwh ({cap} kWh)")
+        return v
+
+    @property
+    def v2h_max_discharge_kw(self) -> float:
+        """Discharging power limit in use (0 without v2h), kW."""
+        if not self.v2h:
+            return 0.0
+        return self.max_power_kw if self.max_discharge_kw is None else self.max_discharge_kw
+
+    @property
+    def v2h_discharge_efficiency(self) -> float:
+        return self.efficiency if self.discharge_efficiency is None else self.discharge_efficiency
+
+    @property
+    def v2h_wear_cost_ct_per_kwh(self) -> float:
+        return 1.0 if self.wear_cost_ct_per_kwh is None else self.wear_cost_ct_per_kwh
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -414,6 +483,14 @@ class EV(_DimmableDevice):
             if b.plug_in < a.departure:
                 raise ValueError("sessions overlap")
         return self
+
+
+_V2H_FIELDS = (
+    "max_discharge_kw",
+    "discharge_efficiency",
+    "wear_cost_ct_per_kwh",
+    "v2h_min_soc_kwh",
+)
 
 
 class Battery(_DimmableDevice):
@@ -698,7 +775,8 @@ class Scenario(BaseModel):
 
         For a battery ``soc_kwh``; for a heat pump ``indoor_c`` (the building's); for an EV
         ``sessions`` or the fields of a single session (``plug_in``, ``departure``,
-        ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one.
+        ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one,
+        and ``v2h`` (``v2h=False`` also drops the discharge settings not given with it).
         Any other field of the device is replaced as given, e.g. ``dimming`` (a list of
         :class:`DimmingWindow` or mappings) for an EV, battery or heat pump.
         """
@@ -713,6 +791,9 @@ class Scenario(BaseModel):
             sess = {k: fields.pop(k) for k in list(fields) if k in session_keys}
             if sess:
                 data["sessions"] = [sess]
+            if fields.get("v2h") is False:
+                for k in _V2H_FIELDS:
+                    data[k] = fields.pop(k, None)
         data.update(fields)
         devices = [data if d.name == name else d.model_dump() for d in self.devices]
         return _validate(Scenario, {**self.model_dump(), "devices": devices}, prefix="")

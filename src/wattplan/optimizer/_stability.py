@@ -199,6 +199,9 @@ def _freeze(inputs: Inputs, prev: PreviousIn) -> None:
             continue
         top = min(d.max_power_kw, sess.max_kwh / (d.efficiency * dt))
         target = float(np.clip(p, 0.0, top))
+        if p < 0 and sess.discharge:  # a v2h car discharging: within its floor, into the house
+            room = -sess.net_min_kwh * d.v2h_discharge_efficiency / dt
+            target = -float(np.clip(-p, 0.0, max(0.0, min(d.v2h_max_discharge_kw, room, draw0))))
         low = d.min_power_kw or 0.0
         if _TOL_KW < target < low - _TOL_KW:
             prev.skipped[name] = "its previous power lies below the minimum power it can now use"
