@@ -6,7 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wattplan import EV, Appliance, Battery, HeatPump, Plan, PlanStatus, Scenario, TimeSeries
+from wattplan import (
+    EV,
+    Appliance,
+    Battery,
+    EVSession,
+    HeatPump,
+    Plan,
+    PlanStatus,
+    Scenario,
+    TimeSeries,
+)
 
 TOL = 1e-6
 
@@ -52,8 +62,8 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
     assert abs(over - grid_short) < 1e-4, f"grid overload {over} vs reported {grid_short}"
     assert (exp <= site.grid_export_limit_kw + TOL).all()
     assert (pv >= -TOL).all() and (pv <= df.pv_available_kw + TOL).all()
-    assert (exp <= pv + TOL).all(), "export must come from PV"
     assert not ((imp > 1e-5) & (exp > 1e-5)).any(), "import and export in the same slot"
+    _check_export(df, scenario)
     devices = sum(df[f"{d.name}_kw"] for d in scenario.devices) if scenario.devices else 0.0
     balance = imp - exp + pv - devices - df.base_load_kw
     assert np.abs(balance).max() < 1e-5, f"grid balance off by {np.abs(balance).max()}"
@@ -61,7 +71,7 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
     for dev in scenario.devices:
         kw = df[f"{dev.name}_kw"].to_numpy()
         if isinstance(dev, EV):
-            _check_ev(plan, dev, kw, idx, step, dt, scenario)
+            _check_ev(plan, dev, df, idx, step, dt, scenario)
         elif isinstance(dev, Battery):
             _check_battery(plan, dev, df, dt)
         elif isinstance(dev, HeatPump):
@@ -73,14 +83,51 @@ def check_plan(plan: Plan, scenario: Scenario) -> None:
 
     cost = recompute_cost_eur(plan)
     assert abs(cost - plan.cost_eur) < 1e-6, f"cost {plan.cost_eur} != recomputed {cost}"
-    dev_costs = {
-        d.name: float((dt * df.price_ct_per_kwh * df[f"{d.name}_kw"]).sum() / 100)
-        for d in scenario.devices
-    }
+    # a device's energy at the import price of its slots; what it sends to the grid at the
+    # feed-in price
+    dev_costs = {}
+    for d in scenario.devices:
+        to_grid = df.get(f"{d.name}_export_kw", pd.Series(0.0, index=df.index))
+        house = df[f"{d.name}_kw"] + to_grid
+        ct = df.price_ct_per_kwh * house - df.feed_in_ct_per_kwh * to_grid
+        dev_costs[d.name] = float((dt * ct).sum() / 100)
     for name, value in dev_costs.items():
         assert abs(plan.device_costs_eur[name] - value) < 1e-6
     assert abs(plan.savings_eur - (plan.baseline_cost_eur - plan.cost_eur)) < 1e-9
     check_end_values(plan, scenario)
+
+
+def _storing(scenario: Scenario) -> list[EV | Battery]:
+    return [d for d in scenario.devices if isinstance(d, Battery) or (isinstance(d, EV) and d.v2h)]
+
+
+def _check_export(df: pd.DataFrame, scenario: Scenario) -> None:
+    """Export from PV only by default; otherwise what goes beyond PV comes from discharging,
+    attributed to the devices (``<name>_export_kw``) within their discharge."""
+    exp, pv = df.grid_export_kw.to_numpy(), df.pv_used_kw.to_numpy()
+    names = [d.name for d in _storing(scenario)]
+    if scenario.site.export_only_pv:
+        assert (exp <= pv + TOL).all(), "export must come from PV"
+        assert not any(f"{n}_export_kw" in df for n in names), "export columns by default"
+        return
+    beyond = np.clip(exp - pv, 0, None)
+    dis = sum((df[f"{n}_discharge_kw"].to_numpy() for n in names), np.zeros(len(df)))
+    assert (beyond <= dis + 1e-5).all(), "export beyond PV without discharging"
+    attributed = sum((df[f"{n}_export_kw"].to_numpy() for n in names), np.zeros(len(df)))
+    assert np.abs(attributed - beyond).max(initial=0.0) < 1e-5, "export attribution"
+    for n in names:
+        to_grid = df[f"{n}_export_kw"].to_numpy()
+        assert (to_grid >= -TOL).all() and (to_grid <= df[f"{n}_discharge_kw"] + TOL).all()
+
+
+def ev_energy_kwh(dev: EV, df: pd.DataFrame, dt: float) -> np.ndarray:
+    """Energy into (out of, when negative) the car's battery per slot, from the schedule."""
+    if not dev.v2h:
+        return np.asarray(df[f"{dev.name}_kw"].to_numpy() * dev.efficiency * dt)
+    c = df[f"{dev.name}_charge_kw"].to_numpy()
+    d = df[f"{dev.name}_discharge_kw"].to_numpy()
+    eff_d = dev.discharge_efficiency or dev.efficiency
+    return np.asarray((c * dev.efficiency - d / eff_d) * dt)
 
 
 def terminal_price(scenario: Scenario, plan: Plan, own: float | None) -> float:
@@ -107,14 +154,14 @@ def end_values(plan: Plan, scenario: Scenario, df: pd.DataFrame) -> dict[str, fl
             out[dev.name] = p * dev.discharge_efficiency * (soc - dev.soc_min_kwh) / 100
         elif isinstance(dev, EV):
             p = terminal_price(scenario, plan, dev.terminal_price_ct_per_kwh)
-            kw = df[f"{dev.name}_kw"].to_numpy()
+            energy = ev_energy_kwh(dev, df, dt)
             extra = 0.0
             for s in dev.sessions:
                 inside = _slot_ok(idx, step, pd.Timestamp(s.plug_in), pd.Timestamp(s.departure))
                 if not inside.any():
                     continue
                 floor = _floor(dev, s.needed_kwh(), pd.Timestamp(s.departure), scenario)
-                got = float(kw[inside].sum() * dev.efficiency * dt)
+                got = float(energy[inside].sum())
                 extra += min(max(0.0, got - floor), s.ceiling_kwh() - floor)
             out[dev.name] = p / dev.efficiency * extra / 100
         elif isinstance(dev, HeatPump):
@@ -164,19 +211,31 @@ def _floor(dev: EV, need: float, departure: pd.Timestamp, scenario: Scenario) ->
 def _check_ev(
     plan: Plan,
     dev: EV,
-    kw: np.ndarray,
+    df: pd.DataFrame,
     idx: pd.DatetimeIndex,
     step: pd.Timedelta,
     dt: float,
     scenario: Scenario,
 ) -> None:
+    kw = df[f"{dev.name}_kw"].to_numpy()
+    energy = ev_energy_kwh(dev, df, dt)
+    if dev.v2h:
+        c = df[f"{dev.name}_charge_kw"].to_numpy()
+        d = df[f"{dev.name}_discharge_kw"].to_numpy()
+        assert np.allclose(kw, c - d, atol=TOL)
+        pd_max = dev.max_discharge_kw or dev.max_power_kw
+        assert (d >= -TOL).all() and (d <= pd_max + TOL).all(), f"{dev.name} discharge bound"
+        assert not ((c > 1e-5) & (d > 1e-5)).any(), f"{dev.name} charges and discharges at once"
+        kw = c
     assert (kw >= -TOL).all() and (kw <= dev.max_power_kw + TOL).all(), f"{dev.name} power bound"
     allowed = np.zeros(len(kw), dtype=bool)
     for s in dev.sessions:
         a, b = pd.Timestamp(s.plug_in), pd.Timestamp(s.departure)
         inside = _slot_ok(idx, step, a, b)
         allowed |= inside
-        delivered = float(kw[inside].sum() * dev.efficiency * dt)
+        delivered = float(energy[inside].sum())
+        if dev.v2h:
+            _check_v2h_path(dev, s, np.cumsum(energy[inside]))
         need = _floor(dev, s.needed_kwh(), b, scenario)
         short = sum(
             x.amount
@@ -189,10 +248,34 @@ def _check_ev(
         assert delivered <= s.ceiling_kwh() + 1e-4, f"{dev.name} charges beyond its ceiling"
         if s.soc_kwh is not None and dev.capacity_kwh is not None:
             assert s.soc_kwh + delivered <= dev.capacity_kwh + 1e-4
-    assert (np.abs(kw[~allowed]) < TOL).all(), f"{dev.name} charges while not plugged in"
+    assert (np.abs(df[f"{dev.name}_kw"].to_numpy()[~allowed]) < TOL).all(), (
+        f"{dev.name} charges or discharges while not plugged in"
+    )
     mn = dev.min_power_kw or 0.0
     on = kw > 1e-5
     assert (kw[on] >= mn - 1e-5).all(), f"{dev.name} below its minimum power"
+
+
+def _check_v2h_path(dev: EV, s: EVSession, path: np.ndarray) -> None:
+    """The energy in a bidirectional car after each slot, relative to plug-in: never below
+    v2h_min_soc_kwh (or the plug-in level when the SoC is unknown), never above the
+    session's ceiling nor the capacity; no discharging in a session that starts below
+    v2h_min_soc_kwh."""
+    if path.size == 0:
+        return
+    top = s.ceiling_kwh()
+    low = 0.0
+    if s.soc_kwh is not None:
+        if dev.capacity_kwh is not None:
+            top = min(top, dev.capacity_kwh - s.soc_kwh)
+        vmin = dev.v2h_min_soc_kwh or 0.0
+        if s.soc_kwh >= vmin:
+            low = vmin - s.soc_kwh
+        else:
+            steps = np.diff(np.concatenate(([0.0], path)))
+            assert (steps >= -1e-6).all(), f"{dev.name} discharges below v2h_min_soc_kwh"
+    assert path.min() >= low - 1e-5, f"{dev.name} drawn below its floor: {path.min()} < {low}"
+    assert path.max() <= max(top, 0.0) + 1e-5, f"{dev.name} above its ceiling"
 
 
 def _check_battery(plan: Plan, dev: Battery, df: pd.DataFrame, dt: float) -> None:

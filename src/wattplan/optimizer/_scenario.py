@@ -77,6 +77,12 @@ Celsius = Annotated[float, Ge(-60.0), Le(100.0), _NUM]
 Eur = Annotated[float, Le(MAX_EUR), _NUM]
 Fraction = Annotated[float, Le(1.0), _NUM]
 Count = Annotated[int, _NUM]
+# with the lower bound inside (not Field(gt=...)), so that it reaches the JSON Schema of an
+# optional key as exclusiveMinimum/minimum
+PositiveKw = Annotated[float, Gt(0.0), Le(MAX_KW), _NUM]
+NonNegativeKwh = Annotated[float, Ge(0.0), Le(MAX_KWH), _NUM]
+NonNegativeCtPerKwh = Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM]
+PositiveFraction = Annotated[float, Gt(0.0), Le(1.0), _NUM]
 
 # Bounds on counts (see also the file limits near load_scenario)
 MAX_HORIZON_DAYS = 366
@@ -407,23 +413,20 @@ class EV(_DimmableDevice):
         "floor (energy_kwh or target_soc_kwh) must still be reached by departure; the SoC "
         "never exceeds the session's ceiling. Discharge has no minimum power.",
     )
-    max_discharge_kw: Kw | None = Field(
+    max_discharge_kw: PositiveKw | None = Field(
         None,
-        gt=0,
         description="Maximum discharging power (AC), kW; needs v2h. Default: max_power_kw.",
     )
-    discharge_efficiency: Fraction | None = Field(
-        None, gt=0, le=1, description="Battery-to-AC efficiency; needs v2h. Default: efficiency."
+    discharge_efficiency: PositiveFraction | None = Field(
+        None, description="Battery-to-AC efficiency; needs v2h. Default: efficiency."
     )
-    wear_cost_ct_per_kwh: CtPerKwh | None = Field(
+    wear_cost_ct_per_kwh: NonNegativeCtPerKwh | None = Field(
         None,
-        ge=0,
         description="Wear cost per kWh discharged (AC), ct/kWh; needs v2h. Default: 1.0, like "
         "the home battery's; the car's battery price over its cycle life is often higher.",
     )
-    v2h_min_soc_kwh: Kwh | None = Field(
+    v2h_min_soc_kwh: NonNegativeKwh | None = Field(
         None,
-        ge=0,
         description="Discharging never draws the car below this SoC, kWh (≤ capacity_kwh); "
         "needs v2h. A session that starts below it does not discharge. Default: 0. A session "
         "without soc_kwh gives back at most what it took since plug-in.",
