@@ -314,10 +314,14 @@ def _brute_force(
         soc = soc0 + np.cumsum(a)
         if soc.min() < lo - 1e-9 or soc.max() > hi + 1e-9:
             continue
-        net = load + a - pv  # what the grid must supply (PV used in full: prices ≥ 0)
-        if site.export_only_pv and ((net < 0) & (load + a < -1e-9)).any():
-            continue  # export beyond PV
-        bill = float(np.sum(np.where(net > 0, price * net, feed * net))) / 100
+        if site.export_only_pv and (load + a < -1e-9).any():
+            continue  # export beyond PV (export ≤ PV used needs load + action ≥ 0)
+        # PV used: all, none (paid to import) or just what the slot needs
+        slot_ct = np.full(n, np.inf)
+        for used in (pv, np.zeros(n), np.clip(load + a, 0.0, pv)):
+            net = load + a - used  # what the grid supplies
+            slot_ct = np.minimum(slot_ct, np.where(net > 0, price * net, feed * net))
+        bill = float(slot_ct.sum()) / 100
         if ev:
             target = sc.devices[0].sessions[0]  # type: ignore[union-attr]
             if soc[-1] < soc0 + target.needed_kwh() - 1e-9:
@@ -355,6 +359,8 @@ PRICE_CASES = [
     ([10.0, 40.0, 12.0, 35.0, 8.0, 30.0], [5.0, 30.0, 5.0, 30.0, 5.0, 5.0]),
     ([30.0, 30.0, 10.0, 10.0, 45.0, 20.0], [0.0, 0.0, 0.0, 25.0, 40.0, 10.0]),
     ([20.0, 20.0, 20.0, 20.0, 20.0, 20.0], [20.0, 20.0, 20.0, 20.0, 20.0, 20.0]),
+    # negative import prices below the feed-in: direction binaries for import and export
+    ([-5.0, 20.0, -10.0, 30.0, 8.0, 25.0], [7.0, 7.0, 0.0, 20.0, 7.0, 7.0]),
 ]
 
 

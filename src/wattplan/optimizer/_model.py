@@ -360,6 +360,26 @@ def _v2h_session(
     return [(q, 1.0)]
 
 
+def _grid_bounds(inputs: Inputs, t: int) -> tuple[float, float]:
+    """The most the site can import and export in slot t, kW (for direction binaries).
+
+    Import: base load plus every device's most draw; export: PV plus every device's most
+    discharge. Valid for every solution that does not import and export at once.
+    """
+    draws = float(inputs.base_load[t])
+    supply = float(inputs.pv[t])
+    for ev in inputs.evs:
+        if any(s.first <= t < s.last for s in ev.sessions):
+            draws += ev.dev.max_power_kw
+            supply += ev.dev.v2h_max_discharge_kw
+    for bat in inputs.batteries:
+        draws += bat.dev.max_charge_kw
+        supply += bat.dev.max_discharge_kw
+    draws += sum(hp.dev.max_power_kw for hp in inputs.heat_pumps)
+    draws += sum(float(app.profile_kw.max()) for app in inputs.appliances)
+    return draws, supply
+
+
 def build_model(
     inputs: Inputs, *, cap_eur: float | None = None, previous: PreviousIn | None = None
 ) -> Model:
@@ -389,6 +409,7 @@ def build_model(
         b.money(o[t], dt * price[t] / 100.0)
         b.penalty(o[t], dt * pen.grid_overload_eur_per_kwh)
     model = Model(inputs, b.prob, b.variables, u, o, e, v)
+    directed: list[int] = []  # slots with an import/export direction binary
     for t, et in e.items():
         b.money(et, -dt * feed[t] / 100.0)
         b.cost(et, tie)  # where import and export cost the same, do neither at once
@@ -397,11 +418,18 @@ def build_model(
         if price[t] < feed[t]:
             # importing and exporting at once would pay: forbid it with a direction binary
             z = b.var(f"zg_{t}", binary=True)
-            big = float(inputs.import_limit_kw[t])
-            b.row([(u[t], 1.0), (z, -big)], LE, 0.0)
-            b.row([(o[t], 1.0), (z, -1e4)], LE, 0.0)
-            b.row([(et, 1.0), (z, exp_lim)], LE, exp_lim)
+            if only_pv:
+                big = float(inputs.import_limit_kw[t])
+                b.row([(u[t], 1.0), (z, -big)], LE, 0.0)
+                b.row([(o[t], 1.0), (z, -1e4)], LE, 0.0)
+                b.row([(et, 1.0), (z, exp_lim)], LE, exp_lim)
+            else:  # tight bounds: the slot's own most import and export
+                m_u, m_e = _grid_bounds(inputs, t)
+                m_e = min(exp_lim, m_e)
+                b.row([(u[t], 1.0), (o[t], 1.0), (z, -m_u)], LE, 0.0)
+                b.row([(et, 1.0), (z, m_e)], LE, m_e)
             model.exclusive.append((z, u[t], et))
+            directed.append(t)
 
     # balance terms: what devices draw in slot t (kW)
     draw: list[Terms] = [[] for _ in range(n)]
@@ -591,6 +619,28 @@ def build_model(
             terms.append((e[t], -1.0))
         terms.extend((var, -coef) for var, coef in draw[t])
         b.row(terms, EQ, float(inputs.base_load[t]))
+    if not only_pv:
+        # Export beyond PV lets the relaxation import energy only to export it again (at the
+        # limits, wherever import is cheaper than feed-in), which leaves the direction
+        # binaries a weak bound. Two inequalities that every solution without import and
+        # export at once keeps cut that off: import at most what the house and devices
+        # draw, export at most the PV used and what devices discharge. With the tight
+        # bounds above, battery-pv-negative-prices solves in 0.13 s instead of 1.6 s.
+        for t in directed:
+            b.row(
+                [(u[t], 1.0), (o[t], 1.0), *((var, -c) for var, c in draw[t] if c > 0)],
+                LE,
+                float(inputs.base_load[t]),
+            )
+            b.row(
+                [
+                    (e[t], 1.0),
+                    *([(v[t], -1.0)] if t in v else []),
+                    *((var, c) for var, c in draw[t] if c < 0),
+                ],
+                LE,
+                0.0,
+            )
 
     if cap_eur is not None:
         # the stability price is not money: it stays out of the cap (see add_stability)
