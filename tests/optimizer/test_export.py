@@ -259,6 +259,30 @@ def test_v2h_is_switched_off_through_the_device_state() -> None:
     assert on.device("car").max_discharge_kw == 3.0  # type: ignore[union-attr]
 
 
+def test_a_running_v2h_discharge_is_frozen_within_its_floor_and_the_house() -> None:
+    from wattplan import Stability
+
+    sc = tiny([50.0, 10.0, 12.0, 20.0], [V2H_CAR], site={"base_load": 1.0})
+    previous = wattplan.optimize(sc).schedule.copy()
+    first = previous.index[0]
+    off = Stability(ct_per_kwh=0.0)
+    for asked, kept in ((-0.5, -0.5), (-8.0, -1.0)):  # at most what the house draws
+        previous.loc[first, "car_kw"] = asked
+        plan = wattplan.optimize(sc, previous_plan=previous, stability=off)
+        check_plan(plan, sc)
+        assert plan.schedule["car_kw"].iloc[0] == pytest.approx(kept, abs=1e-6)
+    # 0.5 kWh stored above v2h_min_soc_kwh: 0.46 kW for an hour through 92 %
+    low = tiny(
+        [50.0, 10.0, 12.0, 20.0],
+        [V2H_CAR | {"v2h_min_soc_kwh": 29.5}],
+        site={"base_load": 1.0},
+    )
+    previous.loc[first, "car_kw"] = -1.0
+    plan = wattplan.optimize(low, previous_plan=previous, stability=off)
+    check_plan(plan, low)
+    assert plan.schedule["car_kw"].iloc[0] == pytest.approx(-0.5 * 0.92, abs=1e-6)
+
+
 def test_a_full_household_selling_and_with_v2h_passes_the_audit() -> None:
     # feed-in 10 ct below the import price in every slot (like spot-indexed direct
     # marketing): selling pays only across the day's spread, after losses and wear
