@@ -454,6 +454,7 @@ def _dimming_report(inputs: Inputs, fl: Flows, opts: SolverOptions) -> _DimmingR
     if outcome not in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
         nan = float("nan")
         return _DimmingReport(dict.fromkeys(inputs.dimming_kw, nan), None, windows)
+    net_grid_exchange(free)
     ref = flows_from_model(free)
     moved: dict[str, float] = {}
     for name, cap in inputs.dimming_kw.items():
