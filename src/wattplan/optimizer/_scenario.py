@@ -80,8 +80,7 @@ Count = Annotated[int, _NUM]
 # with the lower bound inside (not Field(gt=...)), so that it reaches the JSON Schema of an
 # optional key as exclusiveMinimum/minimum
 PositiveKw = Annotated[float, Gt(0.0), Le(MAX_KW), _NUM]
-NonNegativeKwh = Annotated[float, Ge(0.0), Le(MAX_KWH), _NUM]
-NonNegativeCtPerKwh = Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM]
+NonNegKwh = Annotated[float, Ge(0.0), Le(MAX_KWH), _NUM]
 PositiveFraction = Annotated[float, Gt(0.0), Le(1.0), _NUM]
 
 # Bounds on counts (see also the file limits near load_scenario)
@@ -420,12 +419,12 @@ class EV(_DimmableDevice):
     discharge_efficiency: PositiveFraction | None = Field(
         None, description="Battery-to-AC efficiency; needs v2h. Default: efficiency."
     )
-    wear_cost_ct_per_kwh: NonNegativeCtPerKwh | None = Field(
+    wear_cost_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
         description="Wear cost per kWh discharged (AC), ct/kWh; needs v2h. Default: 1.0, like "
         "the home battery's; the car's battery price over its cycle life is often higher.",
     )
-    v2h_min_soc_kwh: NonNegativeKwh | None = Field(
+    v2h_min_soc_kwh: NonNegKwh | None = Field(
         None,
         description="Discharging never draws the car below this SoC, kWh (≤ capacity_kwh); "
         "needs v2h. A session that starts below it does not discharge. Default: 0. A session "
