@@ -1,0 +1,152 @@
+"""Operations under hostile conditions: logs, schema upgrades, start-up faults, remote binds.
+
+Each case here broke before: the JSON log formatter dropped ``extra`` fields and let
+JSON-quoted secrets through; no schema migrations existed; ``wattplan run`` tracebacked on
+an impossible SQLite path and said a bare "OperationalError"; the sandbox served its
+sign-in shortcuts on any address it was told to bind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import string
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wattplan.planner._cli import JsonLogFormatter
+
+# -- JSON log lines --------------------------------------------------------------------------
+
+TOKEN68 = string.ascii_letters + string.digits + "-._~+/"
+# what a bare key=value secret can hold (URL-safe; a real one in a URL is percent-encoded)
+BARE = string.ascii_letters + string.digits + "-._~+/=%:!*$@"
+# Markers that appear nowhere else in a log line: a secret cut in two leaks one of them.
+token_like = st.text(alphabet=TOKEN68, max_size=60).map(lambda s: f"Z9{s}Q7")
+bare_secret = st.text(alphabet=BARE, max_size=60).map(lambda s: f"Z9{s}Q7")
+any_secret = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60).map(
+    lambda s: f"\u00a7{s}\u00a7"
+)
+
+
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose records go through wattplan's JSON formatter (as ``wattplan run``)."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("wattplan.test.operations")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger, out
+    logger.handlers[:] = []
+    logger.propagate = True
+
+
+def _lines(out: io.StringIO) -> list[dict[str, object]]:
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_log_lines_keep_extra_fields(
+    json_log: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = json_log
+    logger.info("planned %s", "c1", extra={"customer_id": "c1", "plan_id": 7, "savings_eur": 1.25})
+    (line,) = _lines(out)
+    assert line["msg"] == "planned c1"
+    assert line["level"] == "info"
+    assert line["logger"] == "wattplan.test.operations"
+    assert str(line["ts"]).endswith("+00:00")
+    assert (line["customer_id"], line["plan_id"], line["savings_eur"]) == ("c1", 7, 1.25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=any_secret)
+def test_json_quoted_secrets_never_reach_the_log(secret: str) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.Logger("wattplan.test.quoted")
+    logger.addHandler(handler)
+    body = json.dumps({"access_token": "at", "refresh_token": secret, "expires_in": 3600})
+    logger.warning("token endpoint answered %s", body)
+    logger.warning("as a repr: %r", {"client_secret": secret})
+    logger.warning("escaped: %s", json.dumps({"body": json.dumps({"code_verifier": secret})}))
+    logger.warning("extra", extra={"response": {"refresh_token": secret}, "id_token": secret})
+    text = out.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert "\u00a7" not in text
+    assert "\u00a7" not in json.dumps(lines, ensure_ascii=False)
+    assert lines[0]["msg"] == (
+        'token endpoint answered {"access_token": "[redacted]", "refresh_token": '
+        '"[redacted]", "expires_in": 3600}'
+    )
+    assert lines[3]["response"] == {"refresh_token": "[redacted]"}
+    assert lines[3]["id_token"] == "[redacted]"
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=bare_secret, bearer=token_like, anything=any_secret)
+def test_key_value_query_and_bearer_secrets_never_reach_the_log(
+    secret: str, bearer: str, anything: str
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.Logger("wattplan.test.bare")
+    logger.addHandler(handler)
+    query = f"code={quote(anything, safe='')}&state=s1&code_verifier={quote(anything, safe='')}"
+    logger.info("refresh with refresh_token=%s done", secret)
+    logger.info("callback GET /nomos/callback?%s", query)
+    logger.info("sent Authorization: Bearer %s and bearer %s", bearer, bearer)
+    logger.info("POST /oauth/token client_secret=%s&grant_type=refresh_token", secret)
+    logger.info("db postgresql+psycopg://wattplan:%s@db/planner", quote(anything, safe=""))
+    logger.info("x", extra={"url": f"https://hems.example/cb?access_token={secret}&a=1"})
+    try:
+        raise RuntimeError(f"refresh failed: client_secret={secret}")
+    except RuntimeError:
+        logger.exception("refresh failed")
+    text = out.getvalue()
+    for marker in ("Z9", "Q7", quote("\u00a7")):
+        assert marker not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["msg"] == "refresh with refresh_token=[redacted] done"
+    assert lines[1]["msg"] == (
+        "callback GET /nomos/callback?code=[redacted]&state=s1&code_verifier=[redacted]"
+    )
+    assert lines[2]["msg"] == "sent Authorization: Bearer [redacted] and bearer [redacted]"
+    assert lines[4]["msg"] == "db postgresql+psycopg://wattplan:[redacted]@db/planner"
+    assert lines[5]["url"] == "https://hems.example/cb?access_token=[redacted]&a=1"
+    assert lines[6]["error"] == "RuntimeError"
+    assert "client_secret=[redacted]" in str(lines[6]["traceback"])
+
+
+def test_the_redaction_filter_covers_text_logs_and_other_handlers() -> None:
+    from wattplan._logging import RedactingFilter, TextLogFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextLogFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.Logger("wattplan.test.text")
+    logger.addHandler(handler)
+    logger.info("answer %s", '{"refresh_token": "rt_123"}', extra={"api_key": "k_1"})
+    text = out.getvalue()
+    assert "rt_123" not in text
+    assert '{"refresh_token": "[redacted]"}' in text
+    # Nomos's flat error body keeps its (non-secret) error code
+    from wattplan._logging import redact
+
+    assert redact('{"code": "UNAUTHORIZED", "message": "no"}') == (
+        '{"code": "UNAUTHORIZED", "message": "no"}'
+    )
+    assert redact("status code: 500, token_type=bearer") == "status code: 500, token_type=bearer"
