@@ -11,8 +11,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import string
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -150,3 +154,71 @@ def test_the_redaction_filter_covers_text_logs_and_other_handlers() -> None:
         '{"code": "UNAUTHORIZED", "message": "no"}'
     )
     assert redact("status code: 500, token_type=bearer") == "status code: 500, token_type=bearer"
+
+
+# -- start-up faults: one clear line naming the key, no traceback, no secret ------------------
+
+
+def _run_planner(
+    tmp_path: Path, database_url: str | None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "planner.yaml"
+    url_line = "" if database_url is None else f"database_url: '{database_url}'\n"
+    config.write_text(
+        url_line
+        + "http: null\ncustomers: [{id: c1, factory: 'wattplan.planner:demo_household'}]\n",
+        encoding="utf-8",
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WATTPLAN_")} | {
+        "WATTPLAN_CLIENT_ID": "hems",
+        "WATTPLAN_DEVELOPMENT": "true",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "wattplan.cli", "run", "--config", str(config)],
+        env=environ, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("under-a-file", "Not a directory"),
+        ("a-directory", "unable to open database file"),
+    ],
+)
+def test_run_on_an_impossible_sqlite_path_says_why_in_one_line(
+    tmp_path: Path, where: str, reason: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    path = (
+        tmp_path / "a-file" / "sub" / "planner.sqlite3"
+        if where == "under-a-file"
+        else (tmp_path / "a-folder")
+    )
+    done = _run_planner(tmp_path, f"sqlite:///{path}")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("wattplan: error: database_url: cannot open the plan store at sqlite:")
+    assert reason in line
+
+
+def test_an_unreachable_postgresql_names_the_setting_and_hides_the_password(
+    tmp_path: Path,
+) -> None:
+    password = "pw-Secr3t-do-not-show"
+    url = f"postgresql+psycopg://wattplan:{password}@127.0.0.1:1/planner"
+    for done, key in (
+        (_run_planner(tmp_path, url), "database_url"),
+        (_run_planner(tmp_path, None, WATTPLAN_DATABASE_URL=url), "WATTPLAN_DATABASE_URL"),
+    ):
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert password not in done.stderr + done.stdout
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"wattplan: error: {key}: cannot open the plan store at ")
+        assert "wattplan:***@127.0.0.1:1/planner" in line
+        assert "Connection refused" in line  # the driver's reason, not a bare class name
+        assert not line.rstrip().endswith("OperationalError")

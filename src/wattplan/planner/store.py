@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from wattplan import _db
 from wattplan.exceptions import PlannerError
 
 __all__ = [
@@ -270,7 +270,8 @@ class PlanStore:
             self._metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
             raise PlannerError(
-                f"cannot create the plan store tables: {type(exc).__name__}"
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
             ) from exc
 
     def has_tables(self) -> bool:
@@ -279,7 +280,10 @@ class PlanStore:
         try:
             return bool(sa.inspect(self._engine).has_table(table.name, schema=table.schema))
         except SQLAlchemyError as exc:
-            raise PlannerError(f"cannot open the plan store: {type(exc).__name__}") from exc
+            raise PlannerError(
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
+            ) from exc
 
     def drop_all(self) -> None:
         self._metadata.drop_all(self._engine)
@@ -584,13 +588,16 @@ def _plan_from_row(row: Mapping[Any, Any]) -> StoredPlan:
 
 def _make_engine(url: str) -> Engine:
     try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise PlannerError("database url is not a valid SQLAlchemy URL") from exc
+        parsed = _db.parse_url(url, "database url")
+    except ValueError as exc:
+        raise PlannerError(str(exc)) from None
+    where = f"cannot open the plan store at {_db.shown(parsed)}"
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
-        if not memory and parsed.database and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _db.ensure_sqlite_folder(parsed)
+        except OSError as exc:
+            raise PlannerError(f"{where}: cannot create its folder ({_db.problem(exc)})") from exc
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -606,4 +613,7 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise PlannerError(f"{where}: {_db.problem(exc, parsed)}") from exc
