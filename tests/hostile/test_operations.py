@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -222,3 +223,61 @@ def test_an_unreachable_postgresql_names_the_setting_and_hides_the_password(
         assert "wattplan:***@127.0.0.1:1/planner" in line
         assert "Connection refused" in line  # the driver's reason, not a bare class name
         assert not line.rstrip().endswith("OperationalError")
+
+
+# -- the sandbox on a non-loopback address ---------------------------------------------------
+
+
+def _sandbox(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wattplan.cli", "sandbox", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_the_sandbox_refuses_a_non_loopback_host_without_allow_remote() -> None:
+    proc = _sandbox("--host", "0.0.0.0")  # noqa: S104 - refused before anything is bound
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in err
+    assert "--host 0.0.0.0 is not a loopback address" in err
+    assert "--allow-remote" in err
+    assert "development tool" not in out  # it never started serving
+
+
+def _first_lines(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "development tool" in first, first
+    port = first.rsplit(":", 1)[1].strip()
+    lines = [proc.stdout.readline() for _ in range(2)]
+    return f"http://127.0.0.1:{port}", first + "".join(lines)
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_a_remote_sandbox_serves_no_sign_in_shortcuts_unless_asked(control: bool) -> None:
+    # bound to every address, but spoken to on loopback only
+    proc = _sandbox("--host", "0.0.0.0", "--allow-remote", *(["--control"] if control else []))  # noqa: S104
+    try:
+        base_url, _ = _first_lines(proc)
+        meta = httpx.get(base_url + "/.well-known/oauth-authorization-server", timeout=10)
+        assert meta.status_code == 200
+        approve = httpx.post(
+            base_url + "/_sandbox/auto-approve", json={"email": "demo@example.com"}, timeout=10
+        )
+        code = httpx.get(
+            base_url + "/_sandbox/one-time-code", params={"email": "demo@example.com"}, timeout=10
+        )
+        grants = httpx.get(base_url + "/_sandbox/grants", timeout=10)
+        if control:
+            assert approve.status_code == 200
+            assert grants.status_code == 200
+        else:
+            # not served: the read API's authentication answers for the unknown path
+            for answer in (approve, code, grants):
+                assert answer.status_code in (401, 404)
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+    assert "NOT loopback" in err
+    assert ("control endpoints (sign-in shortcuts) are reachable" in err) is control
