@@ -15,12 +15,16 @@ import os
 import string
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -281,3 +285,211 @@ def test_a_remote_sandbox_serves_no_sign_in_shortcuts_unless_asked(control: bool
         _, err = proc.communicate(timeout=30)
     assert "NOT loopback" in err
     assert ("control endpoints (sign-in shortcuts) are reachable" in err) is control
+
+
+# -- schema migrations -------------------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+# the key the fixtures' tokens were encrypted with (a test key, nothing else uses it)
+LEGACY_KEY = "Xl9v5hO8yK7C2m5bJ9mVnS5oKf0Hq3aVh1rJ8tWq2zY="
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wattplan.sqlite3'}"
+    from tests.planner.conftest import POSTGRES_URL, require_service
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"m{uuid.uuid4().hex[:10]}_"
+
+
+def _load_legacy(url: str, prefix: str) -> None:
+    """A vault and a plan store exactly as wattplan 0.1.0 left them (its own DDL and rows)."""
+    engine = sa.create_engine(url)
+    dialect = engine.dialect.name
+    sql = (DATA / f"legacy-0.1.0-{dialect}.sql").read_text(encoding="utf-8")
+    sql = sql.replace("legacy_", prefix)
+    raw = engine.raw_connection()
+    try:
+        if dialect == "sqlite":
+            raw.driver_connection.executescript(sql)  # type: ignore[union-attr]
+        else:
+            with raw.cursor() as cursor:
+                cursor.execute(sql)
+            raw.commit()
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def _schema_diff(engine: sa.Engine, metadata: sa.MetaData) -> list[Any]:
+    """What the database lacks or has beyond the model, for the model's tables only."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    ours = set(metadata.tables)
+
+    def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+        return type_ != "table" or name in ours
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_name": include_name, "compare_type": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def test_a_database_of_the_previous_release_upgrades_and_keeps_its_data(
+    database_url: str, prefix: str
+) -> None:
+    from wattplan import migrations
+    from wattplan.auth import TokenCipher, TokenVault
+    from wattplan.planner import PlanStore
+
+    _load_legacy(database_url, prefix)
+    vault = TokenVault(database_url, cipher=TokenCipher(LEGACY_KEY), table_prefix=prefix)
+    store = PlanStore(database_url, table_prefix=prefix)
+    try:
+        with store.engine.connect() as conn:
+            assert migrations.current(conn, "store", prefix, None) == migrations.head("store")
+        grant = vault.get_grant(client_id="hems", customer_id="c1")  # migrates the vault
+        with vault.engine.connect() as conn:
+            assert migrations.current(conn, "vault", prefix, None) == migrations.head("vault")
+        assert grant.token is not None
+        assert grant.token.access_token.get_secret_value() == "at_legacy_1"
+        assert grant.token.refresh_token is not None
+        assert grant.token.refresh_token.get_secret_value() == "rt_legacy_1"
+        assert (grant.version, grant.scope) == (1, "read:*")
+        session = vault.consume_authorization_session(state="state-legacy")
+        assert session.code_verifier == "v" * 50
+        (plan,) = store.plan_history("c1")
+        assert plan.document == {"status": "optimal", "cost_eur": 1.25}
+        assert plan.prices.isna().sum() == 1
+        assert store.device_state("c1").devices == {"car": {"soc_kwh": 12.5}}
+        (status,) = store.statuses()
+        assert (status.customer_id, status.health.value, status.latest_plan_id) == ("c1", "ok", 1)
+        # and it goes on working: new rows next to the old ones
+        assert (
+            store.update_device_state("c1", {"car": {"soc_kwh": 13.0}}, now=plan.created_at).version
+            == 2
+        )
+        assert grant.token is not None
+        vault.save_grant(client_id="hems", customer_id="c2", token=grant.token)
+        assert len(vault.list_grants()) == 2
+        # the upgraded schema is the model's, nothing more, nothing less
+        assert _schema_diff(store.engine, store._metadata) == []
+        assert _schema_diff(vault.engine, vault._metadata) == []
+    finally:
+        vault.drop_tables()
+        vault.close()
+        store.drop_all()
+        store.dispose()
+
+
+def test_a_new_database_gets_the_model_schema_and_a_version(database_url: str, prefix: str) -> None:
+    from wattplan import migrations
+    from wattplan.auth import TokenCipher, TokenVault
+    from wattplan.planner import PlanStore
+
+    store = PlanStore(database_url, table_prefix=prefix)
+    vault = TokenVault(database_url, cipher=TokenCipher(LEGACY_KEY), table_prefix=prefix)
+    try:
+        vault.create_tables()
+        assert _schema_diff(store.engine, store._metadata) == []
+        assert _schema_diff(vault.engine, vault._metadata) == []
+        with store.engine.connect() as conn:
+            assert migrations.current(conn, "store", prefix, None) == "store_0001"
+            assert migrations.current(conn, "vault", prefix, None) == "vault_0001"
+        # opening again is a no-op; dropping forgets the version, so a new open recreates
+        PlanStore(database_url, table_prefix=prefix, engine=store.engine)
+        store.drop_all()
+        with store.engine.connect() as conn:
+            assert migrations.current(conn, "store", prefix, None) is None
+        store.create_all()
+        assert store.count_plans() == 0
+    finally:
+        vault.drop_tables()
+        vault.close()
+        store.drop_all()
+        store.dispose()
+
+
+def test_migration_scripts_ship_in_the_wheel() -> None:
+    import tomllib
+
+    project = tomllib.loads((DATA.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = project["tool"]["setuptools"]["package-data"]["wattplan"]
+    assert "migrations/*/script.py.mako" in shipped
+    # the scripts themselves are modules of importable packages (found by packages.find)
+    import wattplan.migrations.store.versions
+    import wattplan.migrations.vault.versions
+
+    for package in (wattplan.migrations.store.versions, wattplan.migrations.vault.versions):
+        assert any(Path(package.__file__).parent.glob("*_0001_baseline.py"))
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from wattplan.auth import TokenCipher, TokenVault
+from wattplan.planner import PlanStore
+
+url, prefix, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+Path(sys.argv[5]).touch()
+while not go.exists():
+    time.sleep(0.005)
+PlanStore(url, table_prefix=prefix).dispose()
+TokenVault(url, cipher=TokenCipher(sys.argv[4]), table_prefix=prefix).create_tables()
+"""
+
+
+def test_processes_that_open_a_new_database_together_migrate_it_once(
+    database_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from wattplan.auth import TokenCipher, TokenVault
+    from wattplan.planner import PlanStore
+
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _OPEN_AT_ONCE,
+                database_url,
+                prefix,
+                str(go),
+                LEGACY_KEY,
+                str(ready[i]),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        while not all(r.exists() for r in ready) and all(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        go.touch()  # all imported: they open the database on the same signal
+        errors = [p.communicate(timeout=180)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+        engine = sa.create_engine(database_url)
+        with engine.connect() as conn:
+            for store in ("store", "vault"):
+                table = sa.table(f"{prefix}{store}_alembic", sa.column("version_num"))
+                rows = conn.execute(sa.select(table.c.version_num)).scalars().all()
+                assert rows == [f"{store}_0001"]
+        engine.dispose()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        TokenVault(database_url, cipher=TokenCipher(LEGACY_KEY), table_prefix=prefix).drop_tables()
+        PlanStore(database_url, table_prefix=prefix).drop_all()

@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from wattplan import _db
+from wattplan import _db, migrations
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import Token
 from wattplan.exceptions import (
@@ -222,6 +222,7 @@ class TokenVault:
         self._is_sqlite = self._engine.dialect.name == "sqlite"
         if self._is_sqlite:
             _install_sqlite_hooks(self._engine)
+        self._prefix = table_prefix
         self._metadata = sa.MetaData()
         self._grants, self._sessions = _tables(self._metadata, table_prefix)
         self._schema_ready = False
@@ -257,15 +258,15 @@ class TokenVault:
             self._engine.dispose()
 
     def create_tables(self) -> None:
-        """Create the tables if they are missing (done automatically on first use)."""
+        """Create or upgrade the tables (schema migrations; done automatically on first use)."""
         if self._schema_ready:
             return
-        with self._schema_lock:  # create_all checks first: a second pass is harmless
+        with self._schema_lock:  # the migration locks across processes; this one in-process
             for attempt in range(3):
                 try:
-                    self._metadata.create_all(self._engine, checkfirst=True)
+                    migrations.upgrade(self._engine, store="vault", table_prefix=self._prefix)
                     break
-                except sa.exc.DBAPIError as exc:  # a parallel process created them first
+                except sa.exc.DBAPIError as exc:  # e.g. a parallel process held the lock too long
                     if attempt == 2:
                         raise TokenVaultError(
                             f"cannot open the token vault at {_db.shown(self._engine)}: "
@@ -274,8 +275,9 @@ class TokenVault:
             self._schema_ready = True
 
     def drop_tables(self) -> None:
-        """Drop the vault's tables (tests and tear-down only)."""
+        """Drop the vault's tables and its schema version (tests and tear-down only)."""
         self._metadata.drop_all(self._engine, checkfirst=True)
+        migrations.drop_version_table(self._engine, store="vault", table_prefix=self._prefix)
         self._schema_ready = False
 
     # -- transactions -------------------------------------------------------------------

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from wattplan import _db
+from wattplan import _db, migrations
 from wattplan.exceptions import PlannerError
 
 __all__ = [
@@ -235,7 +235,7 @@ class PlanStore:
         ``postgresql+psycopg://user@host:5432/db``. Credentials in the URL never appear in
         ``repr`` or log lines.
     table_prefix, schema:
-        Namespace for the tables; ``create_all()`` creates them if missing.
+        Namespace for the tables; ``create_all()`` creates or upgrades them (migrations).
     engine:
         An existing engine to share (e.g. with the token vault) instead of ``url``.
     """
@@ -254,6 +254,7 @@ class PlanStore:
                 raise PlannerError("PlanStore needs a database url or an engine")
             engine = _make_engine(url)
         self._engine = engine
+        self._prefix, self._schema = table_prefix, schema
         self._metadata, self._t = _tables(table_prefix, schema)
         if create:
             self.create_all()
@@ -266,8 +267,11 @@ class PlanStore:
         return self._engine
 
     def create_all(self) -> None:
+        """Create or upgrade the tables (schema migrations shipped in ``wattplan.migrations``)."""
         try:
-            self._metadata.create_all(self._engine)
+            migrations.upgrade(
+                self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+            )
         except SQLAlchemyError as exc:
             raise PlannerError(
                 f"cannot open the plan store at {_db.shown(self._engine)}: "
@@ -286,7 +290,11 @@ class PlanStore:
             ) from exc
 
     def drop_all(self) -> None:
+        """Drop the tables and their schema version (tests and tear-down only)."""
         self._metadata.drop_all(self._engine)
+        migrations.drop_version_table(
+            self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+        )
 
     def dispose(self) -> None:
         self._engine.dispose()
