@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import threading
@@ -14,51 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from wattplan._logging import JsonLogFormatter, configure_logging
+
 __all__ = ["JsonLogFormatter", "register"]
-
-_SECRETISH = re.compile(
-    r"(?i)(bearer\s+|access_token=|refresh_token=|code=|client_secret=|password=)[^\s&\"',]+"
-)
-
-
-def _redact(text: str) -> str:
-    return _SECRETISH.sub(lambda m: m.group(1) + "[redacted]", text)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line; anything that looks like a credential is redacted.
-
-    wattplan never logs secrets on purpose; the redaction is a second line of defence for
-    messages of foreign libraries.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": _redact(record.getMessage()),
-        }
-        if record.exc_info and record.exc_info[0] is not None:
-            doc["error"] = record.exc_info[0].__name__
-            doc["traceback"] = _redact(self.formatException(record.exc_info))
-        return json.dumps(doc, ensure_ascii=False)
 
 
 def _configure_logging(fmt: str, verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(fmt, logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _run(args: argparse.Namespace) -> int:

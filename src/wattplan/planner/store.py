@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from wattplan import _db, migrations
 from wattplan.exceptions import ConflictError, PlannerError, StoreError
 
 __all__ = [
@@ -247,7 +247,7 @@ class PlanStore:
         ``postgresql+psycopg://user@host:5432/db``. Credentials in the URL never appear in
         ``repr`` or log lines.
     table_prefix, schema:
-        Namespace for the tables; ``create_all()`` creates them if missing.
+        Namespace for the tables; ``create_all()`` creates or upgrades them (migrations).
     engine:
         An existing engine to share (e.g. with the token vault) instead of ``url``.
     """
@@ -266,6 +266,7 @@ class PlanStore:
                 raise PlannerError("PlanStore needs a database url or an engine")
             engine = _make_engine(url)
         self._engine = engine
+        self._prefix, self._schema = table_prefix, schema
         self._metadata, self._t = _tables(table_prefix, schema)
         self._health_lock = threading.Lock()
         self._failing: dict[str, str] = {}  # operation -> its latest error
@@ -288,11 +289,15 @@ class PlanStore:
         return self._engine
 
     def create_all(self) -> None:
+        """Create or upgrade the tables (schema migrations shipped in ``wattplan.migrations``)."""
         try:
-            self._metadata.create_all(self._engine)
+            migrations.upgrade(
+                self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+            )
         except SQLAlchemyError as exc:
             raise PlannerError(
-                f"cannot create the plan store tables: {type(exc).__name__}"
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
             ) from exc
 
     def has_tables(self) -> bool:
@@ -301,10 +306,17 @@ class PlanStore:
         try:
             return bool(sa.inspect(self._engine).has_table(table.name, schema=table.schema))
         except SQLAlchemyError as exc:
-            raise PlannerError(f"cannot open the plan store: {type(exc).__name__}") from exc
+            raise PlannerError(
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
+            ) from exc
 
     def drop_all(self) -> None:
+        """Drop the tables and their schema version (tests and tear-down only)."""
         self._metadata.drop_all(self._engine)
+        migrations.drop_version_table(
+            self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+        )
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -675,13 +687,16 @@ def _plan_from_row(row: Mapping[Any, Any]) -> StoredPlan:
 
 def _make_engine(url: str) -> Engine:
     try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise PlannerError("database url is not a valid SQLAlchemy URL") from exc
+        parsed = _db.parse_url(url, "database url")
+    except ValueError as exc:
+        raise PlannerError(str(exc)) from None
+    where = f"cannot open the plan store at {_db.shown(parsed)}"
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
-        if not memory and parsed.database and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _db.ensure_sqlite_folder(parsed)
+        except OSError as exc:
+            raise PlannerError(f"{where}: cannot create its folder ({_db.problem(exc)})") from exc
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -697,4 +712,7 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise PlannerError(f"{where}: {_db.problem(exc, parsed)}") from exc
