@@ -27,3 +27,35 @@ def test_relaxed_first_matches_the_full_mip(path: Path) -> None:
     full = float(h.getInfo().objective_function_value)
     # both are within 1e-4 of the true optimum, so within 2e-4 of each other
     assert ours.objective_eur == pytest.approx(full, rel=2e-4, abs=1e-6)
+
+
+def test_slow_relaxation_rounds_leave_the_full_mip_half_the_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rounds that eat the time limit must not starve the full MIP (it found no plan then).
+
+    Each HiGHS run is made to take an extra second before it starts; the time limits the
+    solver hands to HiGHS are recorded. The last run (the full MIP) must get about half of
+    the limit, not the 0.05 s that was left before.
+    """
+    import time
+
+    import highspy
+
+    limits: list[float] = []
+    original = highspy.Highs.run
+
+    def slow_run(self: object) -> object:
+        value = self.getOptionValue("time_limit")  # type: ignore[attr-defined]
+        limits.append(float(value[1] if isinstance(value, tuple) else value))
+        time.sleep(1.0)
+        return original(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(highspy.Highs, "run", slow_run)
+    path = next(p for p in SCENARIOS if p.stem == "dst-autumn-2025-10-26")
+    scenario = wattplan.load_scenario(path)
+    opts = scenario.solver.model_copy(update={"time_limit_s": 4.0})
+    result = solve(build_model(prepare(scenario)), opts)
+    assert len(limits) >= 3, limits  # the rounds ran, then the full MIP
+    assert limits[-1] >= 1.5, limits
+    assert result.outcome in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT)

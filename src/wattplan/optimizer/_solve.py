@@ -247,6 +247,10 @@ def _solve_highs(model: Model, options: SolverOptions) -> SolveResult:
         _reset_thread_scheduler()
 
 
+ROUNDS_SHARE = 0.5
+"""Share of the time limit the relaxation rounds may use before the full MIP takes over."""
+
+
 def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
     import highspy
 
@@ -258,9 +262,15 @@ def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
     directions = [(index[id(z)], index[id(a)], index[id(b)]) for z, a, b in model.exclusive]
     mip_gap_override: float | None = None
 
-    def run() -> None:
+    # The relaxation rounds below are a shortcut; on hard instances (prices that make
+    # import, export and storage compete in many slots) they can take longer than the full
+    # MIP. They get at most half of the time limit, so the full MIP always has the rest.
+    rounds_until = t0 + ROUNDS_SHARE * options.time_limit_s
+
+    def run(final: bool = False) -> None:
         # one time limit for all rounds together, not per round
-        left = options.time_limit_s - (time.perf_counter() - t0)
+        now = time.perf_counter()
+        left = options.time_limit_s - (now - t0) if final else rounds_until - now
         h.setOptionValue("time_limit", max(0.05, left))
         h.run()
 
@@ -284,8 +294,12 @@ def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
     run()
     pending = list(directions)
     open_choices = [g for g in choices if g]
+    out_of_time = False
     for _round in range(4):
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            break
+        if time.perf_counter() >= rounds_until:  # out of the rounds' share: the full MIP
+            out_of_time = True
             break
         col = h.getSolution().col_value
         bad = [zc for zc, ac, bc in pending if col[ac] > 1e-6 and col[bc] > 1e-6]
@@ -298,7 +312,7 @@ def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
         pending = [p for p in pending if p[0] not in set(bad)]
         open_choices = [g for g in open_choices if g not in bad_choices]
         run()
-    solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    solved = not out_of_time and h.getModelStatus() == highspy.HighsModelStatus.kOptimal
     if len(lazy):
         # Minimum power: if the relaxed powers break it, round each violated group to its
         # cheapest full-power window and keep that when it lies within the MIP gap of the
@@ -315,7 +329,7 @@ def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
         set_kind(lazy, kinds.kInteger)
         set_kind([zc for zc, _a, _b in directions], kinds.kInteger)
         set_kind([c for group in choices for c in group], kinds.kInteger)
-        run()
+        run(final=True)
     seconds = time.perf_counter() - t0
     status = h.getModelStatus()
     info = h.getInfo()
