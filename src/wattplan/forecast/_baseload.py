@@ -47,9 +47,9 @@ _LOOKBACK_DAYS = 84
 _NEIGHBOUR_MINUTES = 60
 _MIN_POOL_DAYS = 3
 _QUANTILES = (10.0, 50.0, 90.0)
-# Cold start: P10, P50 and P90 as multiples of the scaled H25 value, from the ratio of
-# measured to scaled H25 load on the five benchmark households.
-_STANDARD_FACTORS = (0.45, 0.85, 1.9)
+# Cold start: P10, P50 and P90 as multiples of the scaled H25 value: the percentiles of
+# measured over scaled H25 load on the five benchmark households (0.31, 0.78, 1.98).
+_STANDARD_FACTORS = (0.3, 0.8, 2.0)
 _TRAILING_DAYS = 365
 COLUMNS = ("kwh_p10", "kwh_p50", "kwh_p90")
 
