@@ -221,3 +221,18 @@ def test_bad_window_and_options_are_named() -> None:
         forecast_base_load(history, "2026-01-12", "2026-01-13", timezone="Mars/Olympus")
     with pytest.raises(ForecastInputError, match=r"^annual_kwh: must be a positive number"):
         forecast_base_load(history, "2026-01-12", "2026-01-13", annual_kwh=-1.0)
+
+
+def test_a_day_pooled_twice_still_counts_as_one_day_of_history() -> None:
+    # two Mondays only: each is a recent day and a same-type day, but they are two days
+    index = pd.date_range("2026-01-05", "2026-01-13", freq="h", tz=BERLIN, inclusive="left")
+    history = pd.Series(0.3, index=index.tz_convert("UTC"))
+    history[(index.day_of_week != 0)] = np.nan
+    forecast = forecast_base_load(history, "2026-01-19", "2026-01-20")  # a Monday
+    assert forecast.standard_profile_slots == 24
+    three = forecast_base_load(
+        pd.concat([history, pd.Series(0.3, index=history.index + pd.Timedelta(weeks=2))]),
+        "2026-01-26",
+        "2026-01-27",
+    )
+    assert three.standard_profile_slots == 0
