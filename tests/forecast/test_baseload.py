@@ -73,6 +73,7 @@ def test_gaps_missing_rows_and_nan_do_not_disturb_the_profile() -> None:
 
 def test_each_day_is_forecast_only_from_what_was_published_the_day_before() -> None:
     history = wall_clock_history("2026-01-01", "2026-02-01", minutes=60)
+    history *= np.random.default_rng(5).gamma(4.0, 0.25, len(history))  # every day differs
     base = day_ahead_base_load(history, "2026-01-25", "2026-01-27").kwh
     day_before = history.copy()
     day_before[day_before.index >= pd.Timestamp("2026-01-25", tz=BERLIN)] = 5.0
@@ -136,6 +137,8 @@ def test_controlled_devices_are_subtracted_and_negative_residues_reported() -> N
     hours = p50.index.hour
     assert p50[hours == 5].iloc[0] == pytest.approx(0.05)
     assert p50[hours == 2].iloc[0] == 0.0  # clipped residues count as zero, not negative
+    # 00:00 pools itself (0.01) with 01:00 (clipped to 0): the median lies between them
+    assert p50[hours == 0].iloc[0] == pytest.approx(0.005)
     assert (forecast.kwh >= 0).all().all()
     plain = forecast_base_load(history, "2026-02-01", "2026-02-02")
     assert plain.negative_residue_slots == 0 and plain.negative_residue_kwh == 0.0
