@@ -15,7 +15,9 @@ measured value 7 days earlier):
   (daily and weekly seasons, AutoETS trend) fitted on the last 4 weeks before each cut,
   gaps filled with the value a week earlier, its 80 % interval as P10–P90. It takes
   minutes per forecast year, so it runs on every ``--every``-th day only (5: the weekday
-  rotates) and is compared with the shipped method on those days' hours.
+  rotates) and is compared with the shipped method on those days' hours. statsforecast
+  2.1 requires pandas < 3 and wattplan runs on pandas 3, so it is not a dependency: run
+  ``--library`` in a separate environment with statsforecast and wattplan's requirements.
 
 MASE is the mean absolute error of a method divided by that of the naive forecast on the
 same hours; coverage is the share of hours inside [P10, P90].
