@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,21 @@ def test_a_cold_start_says_so_on_stderr(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 25
     assert "24 of 24 slots from the H25 standard profile" in done.stderr
+
+
+def test_without_history_the_annual_energy_is_asked_for(tmp_path: Path) -> None:
+    usage = usage_csv(tmp_path / "usage.csv", "2026-10-01", "2026-10-03")
+    args = ["forecast", "base-load", str(usage), "--start", "2026-10-01", "--end", "2026-10-03"]
+    done = run(*args)
+    assert done.returncode == 2
+    assert "annual_kwh: too little history before 2026-10-01" in done.stderr
+    assert "--annual-kwh" in done.stderr
+    done = run(*args, "--annual-kwh", "3650")
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(io.StringIO(done.stdout))
+    assert len(frame) == 48
+    assert 0.6 * 16 < frame["kwh_p50"].sum() < 1.2 * 16  # 0.8 × 10 kWh a day (P50: median)
+    assert "48 of 48 slots from the H25 standard profile scaled to 3650 kWh/a" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -301,7 +301,9 @@ def _day_quantiles(
             annual = _annual_kwh(h, cut)
         if annual is None:
             raise ForecastInputError(
-                "annual_kwh", "too little history for a forecast: give the annual energy"
+                "annual_kwh",
+                f"too little history before {day.isoformat()}: give the annual energy"
+                " (--annual-kwh on the command line)",
             )
         scaled = standard_day_kwh(day, kind, h.resolution) * (annual / H25_ANNUAL_KWH)
         for i, factor in enumerate(_STANDARD_FACTORS):

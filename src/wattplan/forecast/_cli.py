@@ -14,7 +14,9 @@ __all__ = ["register"]
 
 def _base_load(args: argparse.Namespace) -> int:
     usage = read_usage_csv(args.usage)
-    forecast = day_ahead_base_load(usage, args.start, args.end, timezone=args.timezone)
+    forecast = day_ahead_base_load(
+        usage, args.start, args.end, timezone=args.timezone, annual_kwh=args.annual_kwh
+    )
     if args.out:
         write_forecast_csv(forecast, args.out)
     else:
@@ -54,4 +56,10 @@ def register(sub: Any) -> None:
         "--timezone", default="Europe/Berlin", help="local time zone (default Europe/Berlin)"
     )
     p.add_argument("--out", metavar="FILE.csv", help="write here instead of to stdout")
+    p.add_argument(
+        "--annual-kwh",
+        type=float,
+        metavar="KWH",
+        help="annual energy for days with too little history (default: estimated from it)",
+    )
     p.set_defaults(func=_base_load)
