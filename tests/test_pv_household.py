@@ -58,9 +58,9 @@ def test_savings_are_the_difference_of_valued_bills(bench: ModuleType, checks: l
     assert any(abs(c.savings_eur) > 0.05 for c in checks)
 
 
-def test_the_default_terminal_price_is_the_windows_median(checks: list) -> None:
+def test_the_default_terminal_price_is_the_windows_lower_quartile(checks: list) -> None:
     for c in checks:
-        assert c.terminal_ct == pytest.approx(max(0.0, c.median_ct), abs=1e-9)
+        assert c.terminal_ct == pytest.approx(max(0.0, c.quartile_ct), abs=1e-9)
 
 
 def test_the_hand_valuation_counts_end_states(bench: ModuleType) -> None:

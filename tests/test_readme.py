@@ -21,6 +21,11 @@ def test_planning_example_runs(tmp_path: Path) -> None:
     assert (tmp_path / "plan.png").stat().st_size > 10_000
 
 
+def test_stability_example_runs() -> None:
+    out = run_python(readme_block("example: stability"))
+    assert "stability" in out.stdout and "not in the cost" in out.stdout
+
+
 @pytest.mark.parametrize(
     "line",
     [ln for ln in readme_block("commands: planning", "console").splitlines() if ln.strip()],

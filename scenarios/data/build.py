@@ -1,6 +1,7 @@
 """Cut the few days each shipped scenario needs out of wattplan's bundled data.
 
-Run from the repository root: ``python scenarios/data/build.py``. The files it writes are
+Run from the repository root: ``python scenarios/data/build.py [STEM ...]`` (all
+scenarios, or only the named ones). The files it writes are
 committed, so the scenarios run without this script. Prices: Data: Bundesnetzagentur |
 SMARD.de, CC BY 4.0 (via Energy-Charts / Fraunhofer ISE).
 """
@@ -25,6 +26,7 @@ CUTS = {
     "dst-autumn-2025-10-26": ("2025-10-25T12:00+02:00", "2025-10-27T12:00+01:00", "all_in"),
     "dst-spring-2026-03-29": ("2026-03-28T12:00+01:00", "2026-03-30T12:00+02:00", "all_in"),
     "hourly-ev-battery-2025-02": ("2025-02-11T12:00+01:00", "2025-02-13T12:00+01:00", "spot"),
+    "ev-pv-surplus-dimming": ("2026-04-25T08:00+02:00", "2026-04-26T08:00+02:00", "all_in"),
 }
 
 
@@ -32,8 +34,10 @@ def _local(index: pd.DatetimeIndex) -> list[str]:
     return [ts.isoformat() for ts in index.tz_convert(BERLIN)]
 
 
-def main() -> None:
+def main(stems: list[str]) -> None:
     for stem, (start, end, kind) in CUTS.items():
+        if stems and stem not in stems:
+            continue
         spot = datasets.read_day_ahead_prices(start, end)
         if kind == "all_in":
             prices = datasets.all_in_price_ct_per_kwh(spot).round(4)
@@ -67,4 +71,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -2,8 +2,8 @@
 
 The optimizer names are imported eagerly (the core has no I/O dependencies); the
 edges (Nomos client, sandbox, auth, planner) and the forecasts are imported on first
-use, so that ``import wattplan`` stays light and ``wattplan.optimizer`` never loads httpx or
-APScheduler.
+use, so that ``import wattplan`` stays light and ``wattplan.optimizer`` never loads
+httpx or APScheduler.
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
     │   ├── GrantNotFoundError        no stored grant for this client and customer
     │   └── TokenVaultError           the token store failed (database, decryption)
     └── PlannerError                  the planner process (store, sinks, scheduling)
-        └── AccessError               a caller may not see or change this customer's data
+        ├── AccessError               a caller may not see or change this customer's data
+        ├── StoreError                the plan store is unreachable, full or read-only [transient]
+        └── ConflictError             a concurrent change won; try again  [transient]
 
 Messages never contain secrets: no tokens, codes, verifiers or client secrets.
 """
@@ -49,6 +51,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "ConfigurationError",
+    "ConflictError",
     "ForbiddenError",
     "ForecastInputError",
     "GrantNotFoundError",
@@ -68,6 +71,7 @@ __all__ = [
     "ServerError",
     "SolverTimeoutError",
     "StateMismatchError",
+    "StoreError",
     "TokenVaultError",
     "TransportError",
     "UnauthorizedError",
@@ -279,3 +283,15 @@ class PlannerError(WattplanError):
 
 class AccessError(PlannerError):
     """The caller may not read or change this customer's data."""
+
+
+class StoreError(PlannerError):
+    """The plan store failed: the database is unreachable, full or read-only."""
+
+    transient = True
+
+
+class ConflictError(PlannerError):
+    """A concurrent change to the same record won, more often than the retries allow."""
+
+    transient = True

@@ -204,6 +204,17 @@ def test_counts_and_horizon_are_bounded(change: dict[str, Any], key: str) -> Non
         (("penalties", "shortfall_eur_per_kwh"), 1e300),
         (("solver", "threads"), True),
         (("solver", "time_limit_s"), math.inf),
+        # a bound given as Field(ge=0) on a type with its own lower bound was ignored
+        (("devices", 1, "wear_cost_ct_per_kwh"), -3.0),
+        (("devices", 1, "terminal_price_ct_per_kwh"), -1.0),
+        (("devices", 0, "terminal_price_ct_per_kwh"), -1.0),
+        (("devices", 2, "terminal_price_ct_per_kwh"), -1.0),
+        (("site", "terminal_price_ct_per_kwh"), -1.0),
+        (("devices", 0, "max_discharge_kw"), math.inf),
+        (("devices", 0, "v2h_min_soc_kwh"), math.nan),
+        (("devices", 0, "wear_cost_ct_per_kwh"), 1e300),
+        (("devices", 0, "v2h"), 2),
+        (("site", "export_only_pv"), "maybe"),
     ],
 )
 def test_non_finite_absurd_and_boolean_numbers_name_the_key(

@@ -184,7 +184,7 @@ def test_baseline_is_the_households_usual_behaviour() -> None:
 def test_baseline_end_state_is_valued_like_for_like() -> None:
     # greedy self-consumption empties the battery into the evening; the plan keeps it (its
     # wear is not worth it at flat prices). Both end states are valued at the terminal price
-    # (here the median import price, 30 ct/kWh), so the two valued bills are equal.
+    # (here the lower quartile of the import prices, 30 ct/kWh), so the two valued bills are equal.
     bat = {
         "kind": "battery",
         "name": "b",

@@ -28,14 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 
+from wattplan import _db, migrations
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import Token
 from wattplan.exceptions import (
@@ -222,6 +222,7 @@ class TokenVault:
         self._is_sqlite = self._engine.dialect.name == "sqlite"
         if self._is_sqlite:
             _install_sqlite_hooks(self._engine)
+        self._prefix = table_prefix
         self._metadata = sa.MetaData()
         self._grants, self._sessions = _tables(self._metadata, table_prefix)
         self._schema_ready = False
@@ -257,22 +258,26 @@ class TokenVault:
             self._engine.dispose()
 
     def create_tables(self) -> None:
-        """Create the tables if they are missing (done automatically on first use)."""
+        """Create or upgrade the tables (schema migrations; done automatically on first use)."""
         if self._schema_ready:
             return
-        with self._schema_lock:  # create_all checks first: a second pass is harmless
+        with self._schema_lock:  # the migration locks across processes; this one in-process
             for attempt in range(3):
                 try:
-                    self._metadata.create_all(self._engine, checkfirst=True)
+                    migrations.upgrade(self._engine, store="vault", table_prefix=self._prefix)
                     break
-                except sa.exc.DBAPIError as exc:  # a parallel process created them first
+                except sa.exc.DBAPIError as exc:  # e.g. a parallel process held the lock too long
                     if attempt == 2:
-                        raise TokenVaultError("could not create the vault's tables") from exc
+                        raise TokenVaultError(
+                            f"cannot open the token vault at {_db.shown(self._engine)}: "
+                            f"{_db.problem(exc, self._engine)}"
+                        ) from exc
             self._schema_ready = True
 
     def drop_tables(self) -> None:
-        """Drop the vault's tables (tests and tear-down only)."""
+        """Drop the vault's tables and its schema version (tests and tear-down only)."""
         self._metadata.drop_all(self._engine, checkfirst=True)
+        migrations.drop_version_table(self._engine, store="vault", table_prefix=self._prefix)
         self._schema_ready = False
 
     # -- transactions -------------------------------------------------------------------
@@ -722,11 +727,18 @@ class TokenVault:
 
 
 def _make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    try:
+        parsed = _db.parse_url(url, "token vault url")
+    except ValueError as exc:
+        raise TokenVaultError(str(exc)) from None
+    where = f"cannot open the token vault at {_db.shown(parsed)}"
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _db.ensure_sqlite_folder(parsed)
+        except OSError as exc:
+            raise TokenVaultError(
+                f"{where}: cannot create its folder ({_db.problem(exc)})"
+            ) from exc
         return sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 60.0},
@@ -734,15 +746,18 @@ def _make_engine(url: str) -> Engine:
             max_overflow=60,
             pool_timeout=120,
         )
-    return sa.create_engine(
-        # at most 15 connections per process: many workers must stay under the server's
-        # max_connections (100 by default); extra threads queue for a pooled connection
-        parsed,
-        pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
-        pool_timeout=120,
-    )
+    try:
+        return sa.create_engine(
+            # at most 15 connections per process: many workers must stay under the server's
+            # max_connections (100 by default); extra threads queue for a pooled connection
+            parsed,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=120,
+        )
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise TokenVaultError(f"{where}: {_db.problem(exc, parsed)}") from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

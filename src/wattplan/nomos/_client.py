@@ -159,13 +159,23 @@ class NomosClient:
         policy = self.retry
         waited_s = 0.0
         retry_number = 0
+        deadline = time.monotonic() + policy.max_call_s
         while True:
             error: NomosError
+            left_s = deadline - time.monotonic()
             try:
-                response = self._http.request(method, path, params=params)
+                if left_s <= 0:
+                    raise httpx.TimeoutException("no time left")
+                response = self._http.request(
+                    method, path, params=params, timeout=self._timeout_within(left_s)
+                )
                 response.read()
             except httpx.TimeoutException as exc:
                 error = TransportError(f"{method} {path}: timed out")
+                if time.monotonic() >= deadline - 1e-3:
+                    error = TransportError(
+                        f"{method} {path}: no answer within {policy.max_call_s:g} s"
+                    )
                 error.__cause__ = exc
             except httpx.TransportError as exc:
                 error = TransportError(f"{method} {path}: {type(exc).__name__}")
@@ -182,6 +192,7 @@ class NomosClient:
                 wait_s is None
                 or attempts >= policy.max_attempts
                 or waited_s + wait_s > policy.max_total_wait_s
+                or time.monotonic() + wait_s >= deadline
             ):
                 raise error from error.__cause__
             logger.info(
@@ -195,6 +206,17 @@ class NomosClient:
             self._sleep(wait_s)
             waited_s += wait_s
             retry_number += 1
+
+    def _timeout_within(self, left_s: float) -> httpx.Timeout:
+        """The client's timeouts, none longer than ``left_s`` (httpx has no total deadline)."""
+        t = self._http.timeout
+
+        def cut(value: float | None) -> float:
+            return left_s if value is None else min(value, left_s)
+
+        return httpx.Timeout(
+            connect=cut(t.connect), read=cut(t.read), write=cut(t.write), pool=cut(t.pool)
+        )
 
     def _retry_wait(self, method: str, error: NomosError, retry_number: int) -> float | None:
         policy = self.retry

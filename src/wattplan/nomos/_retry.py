@@ -17,6 +17,9 @@ class RetryPolicy:
       :class:`~wattplan.exceptions.RateLimitedError` at once, for the caller to schedule.
     * 5xx, timeouts, broken connections: retried on idempotent methods (GET, HEAD) only.
     * At most ``max_attempts`` tries and ``max_total_wait_s`` of waiting per call.
+    * At most ``max_call_s`` per call in all, tries and waits together: each try's
+      timeouts are cut to what is left, so an API that hangs fails the call within it
+      (without this a hang cost ``max_attempts`` × the timeout plus the waits: minutes).
 
     Parameters
     ----------
@@ -28,6 +31,8 @@ class RetryPolicy:
         Longest single wait.
     max_total_wait_s
         Longest total waiting per call.
+    max_call_s
+        Deadline of one call, seconds (every try and wait included).
     """
 
     max_attempts: int = 4
@@ -35,10 +40,13 @@ class RetryPolicy:
     backoff_cap_s: float = 8.0
     max_wait_s: float = 30.0
     max_total_wait_s: float = 60.0
+    max_call_s: float = 45.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not self.max_call_s > 0:
+            raise ValueError("max_call_s must be positive")
         if min(self.backoff_base_s, self.backoff_cap_s, self.max_wait_s) < 0:
             raise ValueError("waits must not be negative")
 

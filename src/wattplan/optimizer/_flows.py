@@ -35,8 +35,11 @@ class Flows:
     charged_kwh: dict[str, FloatArray] = field(default_factory=dict)  # EV, cumulative
     indoor_c: dict[str, FloatArray] = field(default_factory=dict)  # after each slot
     heat_kw: dict[str, FloatArray] = field(default_factory=dict)
-    charge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
-    discharge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, ≥ 0
+    charge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, v2h EV; ≥ 0
+    discharge_kw: dict[str, FloatArray] = field(default_factory=dict)  # battery, v2h EV; ≥ 0
+    # the part of each storing device's discharge that goes to the grid (export beyond PV,
+    # shared by discharge power); only when site.export_only_pv is false
+    export_kw: dict[str, FloatArray] = field(default_factory=dict)
     ev_delivered_kwh: dict[str, float] = field(default_factory=dict)  # into the car battery
     ev_session_kwh: dict[str, list[float]] = field(default_factory=dict)  # per session
     appliance_start: dict[str, int | None] = field(default_factory=dict)
@@ -84,7 +87,7 @@ def penalties_eur(inputs: Inputs, flows: Flows) -> float:
     """The soft-constraint penalties of a schedule, priced as in the objective, EUR."""
     pen = inputs.scenario.penalties
     dt = inputs.dt_h
-    limit = inputs.scenario.site.grid_import_limit_kw
+    limit = inputs.import_limit_kw
     total = float(np.sum(np.maximum(flows.grid_import_kw - limit, 0.0)) * dt)
     total *= pen.grid_overload_eur_per_kwh
     for ev in inputs.evs:
@@ -138,7 +141,7 @@ def baseline_violations(inputs: Inputs, flows: Flows) -> list[str]:
         if (kw[on] < (d.min_power_kw or 0.0) - 1e-9).any():
             out.append(f"{d.name} charges below its minimum power")
         for s, e in zip(ev.sessions, flows.ev_session_kwh[d.name], strict=True):
-            if e > s.max_kwh + 1e-9:
+            if e > (s.net_max_kwh if s.discharge else s.max_kwh) + 1e-9:
                 out.append(f"{d.name} charges beyond its ceiling")
             k = -(-d.min_run_minutes // res)
             if k > 1 and _short_runs(on, s.first, s.last, k):
@@ -172,8 +175,11 @@ def flows_from_model(model: Model) -> Flows:
         kw = np.zeros(n)
         for t, var in ev.x.items():
             kw[t] = max(0.0, var.varValue or 0.0)
-        fl.device_kw[name] = kw
-        _ev_states(inp, fl, ev.spec, kw)
+        dis = np.zeros(n)
+        for t, var in ev.y.items():
+            dis[t] = max(0.0, var.varValue or 0.0)
+        fl.device_kw[name] = kw - dis
+        _ev_states(inp, fl, ev.spec, kw, dis)
     for bat in model.batteries:
         name = bat.spec.dev.name
         fl.charge_kw[name] = np.maximum(values(bat.c), 0.0)
@@ -194,7 +200,24 @@ def flows_from_model(model: Model) -> Flows:
                 start = s
         fl.device_kw[name] = _appliance_kw(n, app.spec.profile_kw, start)
         fl.appliance_start[name] = start
+    _storage_export(inp, fl)
     return fl
+
+
+def _storage_export(inp: Inputs, fl: Flows) -> None:
+    """Attribute export beyond the PV used to the discharging devices, by their power.
+
+    Without ``site.export_only_pv`` export may exceed the PV used; the rest comes from
+    discharging (import and export never meet in one slot), so it is at most their sum.
+    """
+    if inp.scenario.site.export_only_pv:
+        return
+    beyond = np.maximum(fl.grid_export_kw - fl.pv_used_kw, 0.0)
+    total = sum((fl.discharge_kw[name] for name in fl.discharge_kw), np.zeros(inp.grid.n))
+    share = np.divide(beyond, total, out=np.zeros_like(beyond), where=total > 1e-9)
+    share = np.minimum(share, 1.0)
+    for name, dis in fl.discharge_kw.items():
+        fl.export_kw[name] = dis * share
 
 
 def _appliance_kw(n: int, profile: FloatArray, start: int | None) -> FloatArray:
@@ -204,9 +227,16 @@ def _appliance_kw(n: int, profile: FloatArray, start: int | None) -> FloatArray:
     return kw
 
 
-def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
+def _ev_states(
+    inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray, dis: FloatArray | None = None
+) -> None:
     name, eff = spec.dev.name, spec.dev.efficiency
     delivered = kw * eff * inp.dt_h
+    if spec.dev.v2h:
+        dis = np.zeros(inp.grid.n) if dis is None else dis
+        delivered = delivered - dis * inp.dt_h / spec.dev.v2h_discharge_efficiency
+        fl.charge_kw[name] = kw
+        fl.discharge_kw[name] = dis
     fl.ev_delivered_kwh[name] = float(delivered.sum())
     fl.ev_session_kwh[name] = [float(delivered[s.first : s.last].sum()) for s in spec.sessions]
     cum = np.full(inp.grid.n, np.nan)
@@ -220,6 +250,19 @@ def _ev_states(inp: Inputs, fl: Flows, spec: EVIn, kw: FloatArray) -> None:
     fl.charged_kwh[name] = cum
     if track_soc:
         fl.soc_kwh[name] = soc
+
+
+def _baseline_top(inputs: Inputs, name: str, max_kw: float) -> FloatArray:
+    """A device's most power per slot in the baseline: its maximum, or a dimming cap.
+
+    The grid operator's controller caps the device whether or not wattplan plans it; the
+    baseline keeps the whole device power below the cap (ignoring PV that could cover
+    more), so it stays a feasible point of the model. A battery needs no cap here: the
+    baseline charges it from PV surplus only.
+    """
+    cap = inputs.dimming_kw.get(name)
+    top = np.full(inputs.grid.n, max_kw)
+    return top if cap is None else np.minimum(top, cap)
 
 
 def simulate_baseline(inputs: Inputs) -> Flows:
@@ -239,14 +282,15 @@ def simulate_baseline(inputs: Inputs) -> Flows:
         d = ev.dev
         kw = np.zeros(n)
         mn = d.min_power_kw or 0.0
+        top = _baseline_top(inputs, d.name, d.max_power_kw)
         for s in ev.sessions:
             left = s.target_kwh
             for t in range(s.first, s.last):
                 if left <= 1e-9:
                     break
-                p = min(d.max_power_kw, left / (d.efficiency * dt))
+                p = min(top[t], left / (d.efficiency * dt))
                 if p < mn - 1e-9:
-                    if t > s.first and kw[t - 1] + p >= 2 * mn:
+                    if t > s.first and kw[t - 1] + p >= 2 * mn and mn <= top[t] + 1e-9:
                         kw[t - 1] += p - mn  # the same energy in two slots at ≥ minimum
                         p = mn
                     else:
@@ -264,10 +308,11 @@ def simulate_baseline(inputs: Inputs) -> Flows:
         theta = b.indoor_c
         h = np.zeros(n)
         temps = np.zeros(n)
+        top = _baseline_top(inputs, hd.name, hd.max_power_kw)
         for t in range(n):
             driven = k * (b.heat_loss_kw_per_k * hp.outdoor_c[t] + hp.gains_kw[t])
             need = (hp.setpoint_c - a * theta - driven) / (k * hp.cop[t])
-            h[t] = min(max(need, 0.0), hd.max_power_kw)
+            h[t] = min(max(need, 0.0), top[t])
             theta = a * theta + k * hp.cop[t] * h[t] + driven
             temps[t] = theta
         fl.device_kw[hd.name] = h
@@ -307,4 +352,5 @@ def simulate_baseline(inputs: Inputs) -> Flows:
     surplus = np.maximum(-net, 0.0)
     fl.grid_export_kw = np.minimum(surplus, inputs.scenario.site.grid_export_limit_kw)
     fl.pv_used_kw = inputs.pv - (surplus - fl.grid_export_kw)
+    _storage_export(inputs, fl)
     return fl

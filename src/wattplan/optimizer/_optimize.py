@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from wattplan.exceptions import OptimizationError
 from wattplan.optimizer._flows import (
     Flows,
     baseline_violations,
@@ -20,10 +22,18 @@ from wattplan.optimizer._flows import (
     simulate_baseline,
 )
 from wattplan.optimizer._inputs import Inputs, prepare
-from wattplan.optimizer._model import Model, build_model
+from wattplan.optimizer._model import Model, build_model, net_grid_exchange
 from wattplan.optimizer._plan import Plan, PlanStatus, Shortfall
-from wattplan.optimizer._scenario import Scenario, SolverOptions
-from wattplan.optimizer._solve import SolveOutcome, solve
+from wattplan.optimizer._scenario import Scenario, SolverOptions, Stability
+from wattplan.optimizer._solve import SolveOutcome, SolveResult, solve
+from wattplan.optimizer._stability import (
+    PreviousIn,
+    PreviousPlan,
+    frozen_mismatch,
+    prepare_previous,
+    stability_cost_eur,
+    stability_note,
+)
 from wattplan.optimizer._timeseries import FloatArray
 
 __all__ = ["optimize"]
@@ -49,6 +59,8 @@ def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
     for name in fl.charge_kw:
         cols[f"{name}_charge_kw"] = fl.charge_kw[name]
         cols[f"{name}_discharge_kw"] = fl.discharge_kw[name]
+    for name, arr in fl.export_kw.items():
+        cols[f"{name}_export_kw"] = arr
     for name, arr in fl.soc_kwh.items():
         cols[f"{name}_soc_kwh"] = arr
     for name, arr in fl.charged_kwh.items():
@@ -67,11 +79,17 @@ def _schedule(inputs: Inputs, fl: Flows) -> pd.DataFrame:
 
 
 def _device_costs(inputs: Inputs, fl: Flows) -> dict[str, float]:
-    """Each device's energy valued at the import price of its slots (attribution), EUR."""
-    dt = inputs.dt_h
-    return {
-        name: float(np.sum(dt * inputs.price * kw) / 100.0) for name, kw in fl.device_kw.items()
-    }
+    """Each device's energy valued at the import price of its slots (attribution), EUR.
+
+    What a device discharges to the grid (``export_kw``) earns the feed-in price instead.
+    """
+    dt, p, f = inputs.dt_h, inputs.price, inputs.feed_in
+    out = {}
+    for name, kw in fl.device_kw.items():
+        exp = fl.export_kw.get(name)
+        ct = p * kw if exp is None else p * (kw + exp) - f * exp
+        out[name] = float(np.sum(dt * ct) / 100.0)
+    return out
 
 
 def _end_state_notes(
@@ -125,6 +143,11 @@ def _fmt_periods(periods: list[tuple[pd.Timestamp, pd.Timestamp]], tz: str) -> s
     return ", ".join(shown) + more
 
 
+def _dimmed_within(inputs: Inputs, name: str, first: int, last: int) -> bool:
+    cap = inputs.dimming_kw.get(name)
+    return cap is not None and bool(np.isfinite(cap[first:last]).any())
+
+
 def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
     tz = inputs.scenario.timezone
     res = inputs.grid.resolution_minutes
@@ -142,6 +165,8 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                     if s.last <= s.first
                     else "the plug-in window is too short for the charging power"
                 )
+                if _dimmed_within(inputs, d.name, s.first, s.last):
+                    why += " under the dimming cap (grid signal)"
                 out.append(
                     Shortfall(
                         d.name,
@@ -188,7 +213,8 @@ def _shortfalls(model: Model, inputs: Inputs, fl: Flows) -> list[Shortfall]:
                         periods[0][0],
                         periods[-1][1],
                         f"{name}: {kh:.2f} K·h {word} the comfort band (up to "
-                        f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}",
+                        f"{dev_k.max():.2f} K), {_fmt_periods(periods, tz)}"
+                        + (" (dimmed by a grid signal)" if name in inputs.dimming_kw else ""),
                     )
                 )
         end_short = 0.0 if hp.end_short is None else hp.end_short.varValue or 0.0
@@ -244,6 +270,27 @@ def _avg_price(price: FloatArray, kw: FloatArray) -> float | None:
     return float(np.sum(price * w) / total) if total > 1e-9 else None
 
 
+def _exported_note(inputs: Inputs, plan: Flows, name: str) -> str:
+    """' (x kWh of it to the grid at y ct/kWh feed-in)' where a device exports."""
+    exp = plan.export_kw.get(name)
+    if exp is None or float(exp.sum() * inputs.dt_h) < 1e-3:
+        return ""
+    fp = _avg_price(inputs.feed_in, exp)
+    return f" ({float(exp.sum() * inputs.dt_h):.1f} kWh of it to the grid at {fp:.1f} ct/kWh)"
+
+
+def _discharge_note(inputs: Inputs, plan: Flows, name: str, verb: str) -> str:
+    """'; gives back x kWh when power costs y ct/kWh on average' for a discharging car."""
+    dis = plan.discharge_kw.get(name)
+    if dis is None or float(dis.sum() * inputs.dt_h) < 1e-3:
+        return ""
+    dp = _avg_price(inputs.price, dis)
+    return (
+        f"; {verb} {float(dis.sum() * inputs.dt_h):.1f} kWh when power costs {dp:.1f} ct/kWh "
+        "on average" + _exported_note(inputs, plan, name)
+    )
+
+
 def _explain(
     inputs: Inputs,
     plan: Flows,
@@ -254,8 +301,17 @@ def _explain(
     base_cost: float,
     adj_notes: list[str],
     shortfalls: list[Shortfall],
+    values: dict[str, float] | None = None,
+    bvalues: dict[str, float] | None = None,
 ) -> tuple[str, dict[str, str]]:
+    """The explanation lines. A device's saving is the difference of its valued costs:
+    attributed cost less the worth of what it leaves stored (``values``, ``bvalues``)."""
     tz = inputs.scenario.timezone
+
+    def saved(name: str) -> float:
+        left = (values or {}).get(name, 0.0) - (bvalues or {}).get(name, 0.0)
+        return base_costs[name] - costs[name] + left
+
     dt = inputs.dt_h
     p = inputs.price
     res = inputs.grid.resolution_minutes
@@ -263,7 +319,7 @@ def _explain(
     per: dict[str, str] = {}
     for ev in inputs.evs:
         name = ev.dev.name
-        kw = plan.device_kw[name]
+        kw = plan.charge_kw.get(name, plan.device_kw[name])
         energy = float(kw.sum() * dt)
         periods = _periods(idx, kw > 1e-3, res)
         if energy < 1e-3:
@@ -271,7 +327,9 @@ def _explain(
             per[name] = (
                 f"{name}: cannot charge in this horizon (see the shortfall)."
                 if short
-                else f"{name}: no charging needed in this horizon."
+                else f"{name}: no charging needed in this horizon"
+                + _discharge_note(inputs, plan, name, "gives back")
+                + "."
             )
             continue
         ap, bp = _avg_price(p, kw), _avg_price(p, base.device_kw[name])
@@ -282,7 +340,8 @@ def _explain(
         )
         if bp is not None:
             text += f"; charging at plug-in would pay {bp:.1f} ct/kWh"
-        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        text += _discharge_note(inputs, plan, name, "gives back")
+        text += f"; saves {saved(name):.2f} EUR."
         per[name] = text
     for bat in inputs.batteries:
         name = bat.dev.name
@@ -298,6 +357,7 @@ def _explain(
             + (f" at {cp:.1f} ct/kWh on average" if cp is not None else "")
             + f" and discharges {e_dis:.1f} kWh"
             + (f" when power costs {dp:.1f} ct/kWh on average" if dp is not None else "")
+            + _exported_note(inputs, plan, name)
             + f"; ends at {plan.soc_kwh[name][-1]:.1f} kWh (greedy self-consumption would end at "
             f"{base.soc_kwh[name][-1]:.1f} kWh)."
         )
@@ -314,7 +374,7 @@ def _explain(
             text += f" (holding the set point would pay {bp:.1f} ct/kWh)"
         text += (
             f"; indoor {float(temps.min()):.1f}–{float(temps.max()):.1f} °C; saves "
-            f"{base_costs[name] - costs[name]:.2f} EUR."
+            f"{saved(name):.2f} EUR."
         )
         per[name] = text
     for app in inputs.appliances:
@@ -334,7 +394,7 @@ def _explain(
         if bstart is not None and bstart != start:
             bp = _avg_price(p, base.device_kw[name])
             text += f" (starting {_fmt(idx[bstart], tz)} would pay {bp:.1f} ct/kWh)"
-        text += f"; saves {base_costs[name] - costs[name]:.2f} EUR."
+        text += f"; saves {saved(name):.2f} EUR."
         per[name] = text
     saving = base_cost - cost
     pct = 100.0 * saving / abs(base_cost) if abs(base_cost) > 1e-9 else 0.0
@@ -362,6 +422,71 @@ def _explain(
         )
     lines.extend(f"Shortfall: {s.message}." for s in shortfalls)
     return "\n".join(lines), per
+
+
+@dataclass
+class _DimmingReport:
+    moved_kwh: dict[str, float]  # per dimmed device
+    cost_eur: float | None  # valued bill with dimming less without; None if not solved
+    windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]  # dimmed slots, by device
+
+
+def _dimming_report(inputs: Inputs, fl: Flows, opts: SolverOptions) -> _DimmingReport | None:
+    """What the dimming windows moved: the plan against the same household undimmed.
+
+    ``moved_kwh`` per device is the energy the optimal undimmed plan draws in the device's
+    dimmed slots beyond what the dimmed plan draws there (battery: charging), i.e. what the
+    caps pushed out of their windows. It takes a second solve, made only when a window
+    binds somewhere in the horizon.
+    """
+    if not inputs.dimming_kw:
+        return None
+    idx, res = inputs.grid.index, inputs.grid.resolution_minutes
+    windows = {
+        name: _periods(idx, np.isfinite(cap), res) for name, cap in inputs.dimming_kw.items()
+    }
+    free = build_model(replace(inputs, dimming_kw={}))
+    try:
+        outcome = solve(free, opts).outcome
+    except OptimizationError as exc:
+        log.warning("%s: no plan without dimming to compare with: %s", inputs.scenario.name, exc)
+        outcome = SolveOutcome.FAILED
+    if outcome not in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
+        nan = float("nan")
+        return _DimmingReport(dict.fromkeys(inputs.dimming_kw, nan), None, windows)
+    net_grid_exchange(free)
+    ref = flows_from_model(free)
+    moved: dict[str, float] = {}
+    for name, cap in inputs.dimming_kw.items():
+        mine = fl.charge_kw.get(name, fl.device_kw[name])
+        theirs = ref.charge_kw.get(name, ref.device_kw[name])
+        dimmed = np.isfinite(cap)
+        moved[name] = float(np.maximum(theirs - mine, 0.0)[dimmed].sum() * inputs.dt_h)
+
+    def valued(f: Flows) -> float:
+        return bill_eur(inputs, f) - sum(end_values_eur(inputs, f).values())
+
+    return _DimmingReport(moved, valued(fl) - valued(ref), windows)
+
+
+def _dimming_line(inputs: Inputs, rep: _DimmingReport) -> str:
+    tz = inputs.scenario.timezone
+    parts = []
+    for name, periods in rep.windows.items():
+        caps = inputs.dimming_kw[name]
+        lo = float(caps[np.isfinite(caps)].min())
+        parts.append(
+            f"{name} to {lo:g} kW {_fmt_periods(periods, tz)} "
+            f"({rep.moved_kwh[name]:.2f} kWh moved out)"
+        )
+    total = sum(rep.moved_kwh.values())
+    text = (
+        "Grid signal (§14a EnWG): dimmed " + "; ".join(parts) + f". Against the optimal plan "
+        f"without dimming, {total:.2f} kWh moved out of the dimmed slots"
+    )
+    if rep.cost_eur is not None:
+        text += f" at a cost of {rep.cost_eur:.2f} EUR"
+    return text + "."
 
 
 def _terminal_prices(inputs: Inputs) -> dict[str, float]:
@@ -414,11 +539,24 @@ def _empty_plan(
     )
 
 
+def _solve_unfrozen(
+    inputs: Inputs, previous: PreviousIn, cap: float | None, opts: SolverOptions
+) -> tuple[Model, SolveResult, PreviousIn]:
+    """Solve again without the frozen first slot (kept only where feasible)."""
+    log.warning("%s: the frozen first slot is infeasible; solving without it", inputs.scenario.name)
+    skipped = {name: "infeasible with the other devices' state" for name in previous.frozen_kw}
+    loose = PreviousIn(previous.settings, previous.window, previous.kw, {}, skipped)
+    model = build_model(inputs, cap_eur=cap, previous=loose)
+    return model, solve(model, opts), loose
+
+
 def optimize(
     scenario: Scenario,
     *,
     prices: pd.Series | None = None,
     solver: SolverOptions | None = None,
+    previous_plan: PreviousPlan | None = None,
+    stability: Stability | None = None,
 ) -> Plan:
     """Plan ``scenario`` at least cost; compare it with the household's usual behaviour.
 
@@ -432,6 +570,14 @@ def optimize(
         are repeated onto a 15-minute grid; they must cover the whole horizon.
     solver
         Replaces ``scenario.solver`` (solver name, time limit, MIP gap).
+    previous_plan
+        The plan published before this re-plan: a :class:`Plan`, its ``schedule``
+        DataFrame or its JSON form (``Plan.to_dict()``). The first slot (running now) keeps
+        its device powers where feasible, and deviating from it within the next hours
+        costs a small price that is not money (see :class:`Stability`); the plan reports
+        it as ``stability_cost_eur``. Devices and slots it does not cover are free.
+    stability
+        Replaces ``scenario.stability`` (price per kWh of deviation, window, freezing).
 
     Returns
     -------
@@ -451,7 +597,11 @@ def optimize(
     base = simulate_baseline(inputs)
     base_bill = bill_eur(inputs, base)
     base_penalty = penalties_eur(inputs, base)
-    violations = baseline_violations(inputs, base)
+    previous = None
+    if previous_plan is not None:
+        previous = prepare_previous(inputs, previous_plan, stability or scenario.stability)
+    # a baseline that does not keep the frozen first slot is not a point of the model
+    violations = baseline_violations(inputs, base) + frozen_mismatch(previous, base)
     # the baseline as a point of the model: its money (in the objective's terms) and
     # penalties cap the plan's, so the plan never does worse than the household's usual
     # behaviour when that behaviour keeps every rule of the model
@@ -459,14 +609,18 @@ def optimize(
     if not violations:
         cap = base_bill - sum(end_values_eur(inputs, base, absolute=True).values()) + base_penalty
     t0 = time.perf_counter()
-    model = build_model(inputs, cap_eur=cap)
+    model = build_model(inputs, cap_eur=cap, previous=previous)
     build_s = time.perf_counter() - t0
     result = solve(model, opts)
+    if result.outcome is SolveOutcome.INFEASIBLE and previous and previous.frozen_kw:
+        model, result, previous = _solve_unfrozen(inputs, previous, cap, opts)
     if result.outcome is SolveOutcome.INFEASIBLE and model.capped:
         # only numerical trouble can get here (the baseline itself satisfies the cap)
         log.warning("%s: infeasible with the baseline cap; solving without it", scenario.name)
-        model = build_model(inputs)
+        model = build_model(inputs, previous=previous)
         result = solve(model, opts)
+    if result.outcome in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
+        net_grid_exchange(model)
     log.debug(
         "solved %s: %d columns, %d binaries, build %.3f s, solve %.3f s, %s",
         scenario.name,
@@ -494,8 +648,23 @@ def optimize(
     costs, base_costs = _device_costs(inputs, fl), _device_costs(inputs, base)
     shortfalls = _shortfalls(model, inputs, fl)
     explanation, per = _explain(
-        inputs, fl, base, costs, base_costs, cost, base_cost, adj_notes, shortfalls
+        inputs,
+        fl,
+        base,
+        costs,
+        base_costs,
+        cost,
+        base_cost,
+        adj_notes,
+        shortfalls,
+        values=values,
+        bvalues=bvalues,
     )
+    dimming = _dimming_report(inputs, fl, opts)
+    if dimming is not None:
+        explanation += "\n" + _dimming_line(inputs, dimming)
+    note = stability_note(previous, inputs, fl, scenario.timezone)
+    explanation += f"\n{note}" if note else ""
     message = ""
     if result.outcome is SolveOutcome.TIME_LIMIT:
         message = f"stopped at the {opts.time_limit_s:g} s time limit with a feasible plan"
@@ -530,4 +699,7 @@ def optimize(
         baseline_schedule=_schedule(inputs, base),
         scenario_name=scenario.name,
         message=message,
+        dimming_moved_kwh=None if dimming is None else sum(dimming.moved_kwh.values()),
+        dimming_moved_kwh_by_device={} if dimming is None else dimming.moved_kwh,
+        stability_cost_eur=stability_cost_eur(previous, inputs, fl),
     )

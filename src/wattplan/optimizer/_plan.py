@@ -101,6 +101,17 @@ class Plan:
     is the difference of the two valued bills. When ``baseline_feasible`` (the usual
     behaviour keeps every rule and target of the model) an ``optimal`` plan never reports
     a negative saving.
+
+    ``dimming_moved_kwh`` (None without a binding dimming window): the energy that grid
+    signals (§14a EnWG dimming windows) moved, i.e. what the optimal plan of the same
+    household without dimming draws in the dimmed slots of each device beyond what this
+    plan draws there (battery: charging), in kWh; per device in
+    ``dimming_moved_kwh_by_device``. NaN if the plan without dimming could not be solved.
+
+    ``stability_cost_eur`` is set when the plan was made with a ``previous_plan``: its
+    deviation from that plan within the stability window at the stability price (see
+    :class:`Stability`). It is a price of changing the plan, not money: it is part of
+    neither ``cost_eur`` nor ``savings_eur``. ``None`` without a previous plan.
     """
 
     status: PlanStatus
@@ -131,6 +142,9 @@ class Plan:
     scenario_name: str = "scenario"
     message: str = ""
     baseline_feasible: bool = False
+    dimming_moved_kwh: float | None = None
+    dimming_moved_kwh_by_device: dict[str, float] = field(default_factory=dict)
+    stability_cost_eur: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -174,6 +188,7 @@ class Plan:
                 k: _num(v) for k, v in self.terminal_prices_ct_per_kwh.items()
             },
             "baseline_feasible": self.baseline_feasible,
+            "stability_cost_eur": _num(self.stability_cost_eur),
             "resolution_minutes": self.resolution_minutes,
             "timezone": self.timezone,
             "devices": [dict(d) for d in self.devices],
@@ -182,6 +197,10 @@ class Plan:
                 k: _num(v) for k, v in self.baseline_device_costs_eur.items()
             },
             "shortfalls": [s.to_dict(self.timezone) for s in self.shortfalls],
+            "dimming_moved_kwh": _num(self.dimming_moved_kwh),
+            "dimming_moved_kwh_by_device": {
+                k: _num(v) for k, v in self.dimming_moved_kwh_by_device.items()
+            },
             "solver": {
                 "name": self.solver,
                 "build_seconds": _num(self.build_seconds),
@@ -205,6 +224,13 @@ class Plan:
             f"  baseline  {self.baseline_cost_eur:9.2f} EUR",
             f"  savings   {self.savings_eur:9.2f} EUR ({self.savings_pct:.1f} %)",
         ]
+        if self.dimming_moved_kwh is not None:
+            lines.append(f"  dimming   {self.dimming_moved_kwh:9.2f} kWh moved (grid signals)")
+        if self.stability_cost_eur is not None:
+            lines.append(
+                f"  stability {self.stability_cost_eur:9.2f} EUR (deviation from the previous "
+                "plan; not in the cost)"
+            )
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)
@@ -250,6 +276,11 @@ class Plan:
                 ("cost", f"{self.cost_eur:.2f} EUR"),
                 ("baseline", f"{self.baseline_cost_eur:.2f} EUR"),
                 ("savings", f"{self.savings_eur:.2f} EUR ({self.savings_pct:.1f} %)"),
+                *(
+                    [("dimming", f"{self.dimming_moved_kwh:.2f} kWh moved (grid signals)")]
+                    if self.dimming_moved_kwh is not None
+                    else []
+                ),
                 ("slots", f"{len(self.schedule)} × {self.resolution_minutes} min"),
                 (
                     "solver",

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self, cast
 
 import pandas as pd
 import yaml
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Battery",
     "Building",
     "Device",
+    "DimmingWindow",
     "EVSession",
     "HeatPump",
     "Penalties",
@@ -42,6 +44,7 @@ __all__ = [
     "Scenario",
     "Site",
     "SolverOptions",
+    "Stability",
     "TimeSeries",
     "load_scenario",
     "scenario_json_schema",
@@ -68,10 +71,17 @@ Number = Annotated[float, Ge(-1e6), Le(1e6), _NUM]
 Kw = Annotated[float, Le(MAX_KW), _NUM]
 Kwh = Annotated[float, Le(MAX_KWH), _NUM]
 CtPerKwh = Annotated[float, Ge(-MAX_PRICE_CT), Le(MAX_PRICE_CT), _NUM]
+# a bound inside the type: Field(ge=0) would not override the type's own Ge
+NonNegCtPerKwh = Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM]
 Celsius = Annotated[float, Ge(-60.0), Le(100.0), _NUM]
 Eur = Annotated[float, Le(MAX_EUR), _NUM]
 Fraction = Annotated[float, Le(1.0), _NUM]
 Count = Annotated[int, _NUM]
+# with the lower bound inside (not Field(gt=...)), so that it reaches the JSON Schema of an
+# optional key as exclusiveMinimum/minimum
+PositiveKw = Annotated[float, Gt(0.0), Le(MAX_KW), _NUM]
+NonNegKwh = Annotated[float, Ge(0.0), Le(MAX_KWH), _NUM]
+PositiveFraction = Annotated[float, Gt(0.0), Le(1.0), _NUM]
 
 # Bounds on counts (see also the file limits near load_scenario)
 MAX_HORIZON_DAYS = 366
@@ -146,6 +156,10 @@ def _coerce_series(value: Any) -> Any:
 
 
 SeriesInput = Annotated[Number | TimeSeries, Field(union_mode="left_to_right")]
+# a positive power in kW, or a series of them (checked per slot once aligned)
+PositiveKwSeries = Annotated[
+    Annotated[float, Gt(0.0), Le(MAX_KW), _NUM] | TimeSeries, Field(union_mode="left_to_right")
+]
 
 
 class PriceSpec(BaseModel):
@@ -204,26 +218,38 @@ class Site(BaseModel):
     model_config = _STRICT
 
     feed_in_ct_per_kwh: SeriesInput = Field(0.0, description="Feed-in price, ct/kWh.")
-    grid_import_limit_kw: Kw = Field(30.0, gt=0, description="Grid import limit, kW.")
+    grid_import_limit_kw: PositiveKwSeries = Field(
+        30.0,
+        description="Grid import limit, kW: a number, or a series (e.g. a grid operator's "
+        "signal) with a positive value in every slot. Import above it is a priced overload "
+        "reported as a grid_limit shortfall.",
+    )
     grid_export_limit_kw: Kw = Field(30.0, ge=0, description="Grid export limit, kW.")
     base_load: SeriesInput = Field(0.0, description="Inflexible household load, kW (mean).")
     pv: SeriesInput = Field(0.0, description="Available PV output, kW (mean); may be curtailed.")
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="What the horizon leaves behind is worth, ct per kWh of grid energy it "
         "saves later: energy left in a battery (through its discharge efficiency), EV "
         "energy above a session's target (through the charging efficiency) and heat stored "
         "in the building (through the mean COP). The objective and the saving use this one "
         "price, so an optimal plan never reports a negative saving against a feasible "
-        "baseline. Default: the median import price of the horizon (measured on rolling "
-        "re-plans, see benchmarks/terminal_value.py). Devices may override it.",
+        "baseline. Default: the lower quartile (25th percentile) of the horizon's import "
+        "prices, never below 0 (measured on rolling re-plans, see "
+        "benchmarks/terminal_value.py). Devices may override it.",
+    )
+    export_only_pv: bool = Field(
+        True,
+        description="Export comes only from PV (export ≤ PV used in every slot): a battery "
+        "or car serves the house but is not sold to the grid. false lets a battery (and an "
+        "EV with v2h) discharge to the grid too, when the feed-in price pays for the "
+        "efficiencies, the wear and the terminal value of the energy.",
     )
 
-    _c1 = field_validator("feed_in_ct_per_kwh", "base_load", "pv", mode="before")(
-        lambda v: _coerce_series(v)
-    )
+    _c1 = field_validator(
+        "feed_in_ct_per_kwh", "base_load", "pv", "grid_import_limit_kw", mode="before"
+    )(lambda v: _coerce_series(v))
 
 
 class EVSession(BaseModel):
@@ -301,8 +327,53 @@ class _DeviceBase(BaseModel):
     )
 
 
-class EV(_DeviceBase):
-    """An electric car at a wallbox (charging only; no vehicle-to-home)."""
+MAX_DIMMING_WINDOWS = 1_000
+DIMMING_DEFAULT_KW = 4.2  # §14a EnWG (BNetzA BK6-22-300): the least a dimmed device may draw
+
+
+class DimmingWindow(BaseModel):
+    """A grid operator's dimming signal (§14a EnWG): a cap on a device's grid draw.
+
+    In every slot that overlaps ``[start, end)`` even partly, the device's power drawn from
+    the grid stays at or below ``max_kw`` for the whole slot (a plan holds one power per
+    slot, so only a cap on the whole slot keeps the dimmed part below it). Own generation
+    behind the meter (PV, a battery discharging, not exported) may cover power beyond the
+    cap, and goes to dimmed devices first: §14a limits the grid-effective draw. A dimmed
+    battery charges beyond its cap from PV only. Overlapping windows: the lowest cap counts.
+    """
+
+    model_config = _STRICT
+
+    start: AwareDatetime = Field(description="Start of the dimming window.")
+    end: AwareDatetime = Field(description="End of the dimming window (exclusive).")
+    max_kw: Kw = Field(
+        DIMMING_DEFAULT_KW,
+        ge=0,
+        description="Most power the device may draw from the grid in the window, kW; "
+        "default 4.2 (the minimum §14a EnWG guarantees a heat pump or wallbox).",
+    )
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and v <= start:
+            raise ValueError(f"must be after start ({start.isoformat()})")
+        return v
+
+
+class _DimmableDevice(_DeviceBase):
+    dimming: list[DimmingWindow] = Field(
+        default_factory=list,
+        max_length=MAX_DIMMING_WINDOWS,
+        description="Dimming windows (§14a EnWG grid signals): in each slot that overlaps "
+        "one, the device's grid draw (battery: charging) is capped at its max_kw. A hard "
+        "limit; a target it makes unreachable is reported as a shortfall.",
+    )
+
+
+class EV(_DimmableDevice):
+    """An electric car at a wallbox; with ``v2h`` a bidirectional one that may also discharge."""
 
     kind: Literal["ev"] = "ev"
     max_power_kw: Kw = Field(gt=0, description="Wallbox maximum charging power, kW (AC).")
@@ -327,14 +398,72 @@ class EV(_DeviceBase):
     min_run_minutes: Count = Field(
         0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum charging block (adds binaries)."
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of energy charged above a session's target, ct per kWh of grid "
         "energy it saves later (charging above the target pays only below this price); "
         "default: site.terminal_price_ct_per_kwh.",
     )
+    v2h: bool = Field(
+        False,
+        description="Bidirectional (vehicle-to-home): while plugged in the car may discharge "
+        "to the house, and to the grid when site.export_only_pv is false. Each session's "
+        "floor (energy_kwh or target_soc_kwh) must still be reached by departure; the SoC "
+        "never exceeds the session's ceiling. Discharge has no minimum power.",
+    )
+    max_discharge_kw: PositiveKw | None = Field(
+        None,
+        description="Maximum discharging power (AC), kW; needs v2h. Default: max_power_kw.",
+    )
+    discharge_efficiency: PositiveFraction | None = Field(
+        None, description="Battery-to-AC efficiency; needs v2h. Default: efficiency."
+    )
+    wear_cost_ct_per_kwh: NonNegCtPerKwh | None = Field(
+        None,
+        description="Wear cost per kWh discharged (AC), ct/kWh; needs v2h. Default: 1.0, like "
+        "the home battery's; the car's battery price over its cycle life is often higher.",
+    )
+    v2h_min_soc_kwh: NonNegKwh | None = Field(
+        None,
+        description="Discharging never draws the car below this SoC, kWh (≤ capacity_kwh); "
+        "needs v2h. A session that starts below it does not discharge. Default: 0. A session "
+        "without soc_kwh gives back at most what it took since plug-in.",
+    )
+
+    @field_validator("max_discharge_kw", "discharge_efficiency", "wear_cost_ct_per_kwh")
+    @classmethod
+    def _needs_v2h(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and not info.data.get("v2h", False):
+            raise ValueError("applies only to a bidirectional car: set v2h: true")
+        return v
+
+    @field_validator("v2h_min_soc_kwh")
+    @classmethod
+    def _min_soc(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is None:
+            return v
+        if not info.data.get("v2h", False):
+            raise ValueError("applies only to a bidirectional car: set v2h: true")
+        cap = info.data.get("capacity_kwh")
+        if cap is not None and v > cap + 1e-9:
+            raise ValueError(f"({v} kWh) exceeds capacity_kwh ({cap} kWh)")
+        return v
+
+    @property
+    def v2h_max_discharge_kw(self) -> float:
+        """Discharging power limit in use (0 without v2h), kW."""
+        if not self.v2h:
+            return 0.0
+        return self.max_power_kw if self.max_discharge_kw is None else self.max_discharge_kw
+
+    @property
+    def v2h_discharge_efficiency(self) -> float:
+        return self.efficiency if self.discharge_efficiency is None else self.discharge_efficiency
+
+    @property
+    def v2h_wear_cost_ct_per_kwh(self) -> float:
+        return 1.0 if self.wear_cost_ct_per_kwh is None else self.wear_cost_ct_per_kwh
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -358,7 +487,15 @@ class EV(_DeviceBase):
         return self
 
 
-class Battery(_DeviceBase):
+_V2H_FIELDS = (
+    "max_discharge_kw",
+    "discharge_efficiency",
+    "wear_cost_ct_per_kwh",
+    "v2h_min_soc_kwh",
+)
+
+
+class Battery(_DimmableDevice):
     """A stationary home battery (AC-coupled)."""
 
     kind: Literal["battery"] = "battery"
@@ -376,18 +513,16 @@ class Battery(_DeviceBase):
         "'start' for the starting SoC. Default: none; what is left is valued at the "
         "terminal price instead.",
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of energy left stored at the end, ct per kWh of AC energy it "
         "delivers later (times discharge_efficiency per stored kWh); default: "
         "site.terminal_price_ct_per_kwh.",
     )
     allow_grid_charging: bool = Field(True, description="May charge from the grid.")
-    wear_cost_ct_per_kwh: CtPerKwh = Field(
+    wear_cost_ct_per_kwh: NonNegCtPerKwh = Field(
         1.0,
-        ge=0,
         description="Wear cost per kWh discharged, ct/kWh (keeps it from cycling "
         "for a tenth of a cent).",
     )
@@ -442,7 +577,7 @@ class Building(BaseModel):
     )
 
 
-class HeatPump(_DeviceBase):
+class HeatPump(_DimmableDevice):
     """A modulating space-heating heat pump heating a 1R1C building."""
 
     kind: Literal["heat_pump"] = "heat_pump"
@@ -467,9 +602,8 @@ class HeatPump(_DeviceBase):
     min_run_minutes: Count = Field(
         0, ge=0, le=MAX_PROGRAMME_MINUTES, description="Minimum run time once started (binaries)."
     )
-    terminal_price_ct_per_kwh: CtPerKwh | None = Field(
+    terminal_price_ct_per_kwh: NonNegCtPerKwh | None = Field(
         None,
-        ge=0,
         allow_inf_nan=False,
         description="Value of heat stored in the building at the end, ct per kWh of "
         "electricity it saves later (each K is C kWh of heat, over the horizon's mean COP); "
@@ -543,6 +677,34 @@ class Penalties(BaseModel):
     )
 
 
+class Stability(BaseModel):
+    """How a re-plan keeps to the previously published plan (``optimize(previous_plan=...)``).
+
+    Used only when a previous plan is given. Each kWh by which a device's power differs
+    from the previous plan within the next ``hours`` costs ``ct_per_kwh`` in the objective
+    (``|new − previous|`` per device and slot); this price is not money: it is left out of
+    ``cost_eur`` and ``savings_eur`` and reported as ``Plan.stability_cost_eur``. With
+    ``freeze_running_slot`` the first slot (the one running now: the planner starts every
+    horizon at the slot that contains now) keeps the previous plan's power for each device
+    wherever the device's limits and state allow it.
+    """
+
+    model_config = _STRICT
+
+    # Ge(0) inside Annotated: a Field(ge=...) next to CtPerKwh's own Ge would be ignored
+    ct_per_kwh: Annotated[float, Ge(0.0), Le(MAX_PRICE_CT), _NUM] = Field(
+        0.5,
+        description="Price of deviating from the previous plan, ct per kWh of |new − previous| "
+        "device energy within the next 'hours' (0: no price); not part of the cost.",
+    )
+    hours: Annotated[float, Ge(0.0), Le(168.0), _NUM] = Field(
+        6.0, description="How far ahead deviations are priced, hours from the start."
+    )
+    freeze_running_slot: bool = Field(
+        True, description="Keep the previous plan's power in the first slot (running now)."
+    )
+
+
 class Scenario(BaseModel):
     """A household over a planning horizon. See ``wattplan schema`` for every key."""
 
@@ -565,6 +727,10 @@ class Scenario(BaseModel):
     solver: SolverOptions = Field(default_factory=SolverOptions, description="Solver settings.")
     penalties: Penalties = Field(
         default_factory=Penalties, description="Prices of soft constraints and tie-breaks."
+    )
+    stability: Stability = Field(
+        default_factory=Stability,
+        description="Keeping to a previous plan on re-plans (with optimize(previous_plan=...)).",
     )
 
     @field_validator("timezone")
@@ -611,7 +777,10 @@ class Scenario(BaseModel):
 
         For a battery ``soc_kwh``; for a heat pump ``indoor_c`` (the building's); for an EV
         ``sessions`` or the fields of a single session (``plug_in``, ``departure``,
-        ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one.
+        ``energy_kwh``, ``soc_kwh``, ``target_soc_kwh``), which replace all sessions by one,
+        and ``v2h`` (``v2h=False`` also drops the discharge settings not given with it).
+        Any other field of the device is replaced as given, e.g. ``dimming`` (a list of
+        :class:`DimmingWindow` or mappings) for an EV, battery or heat pump.
         """
         dev = self.device(name)
         data = dev.model_dump()
@@ -624,6 +793,9 @@ class Scenario(BaseModel):
             sess = {k: fields.pop(k) for k in list(fields) if k in session_keys}
             if sess:
                 data["sessions"] = [sess]
+            if fields.get("v2h") is False:
+                for k in _V2H_FIELDS:
+                    data[k] = fields.pop(k, None)
         data.update(fields)
         devices = [data if d.name == name else d.model_dump() for d in self.devices]
         return _validate(Scenario, {**self.model_dump(), "devices": devices}, prefix="")
@@ -667,7 +839,8 @@ class Scenario(BaseModel):
             ("feed-in", series(site.feed_in_ct_per_kwh, "ct/kWh")),
             (
                 "grid limits",
-                f"import {site.grid_import_limit_kw:g} kW, export {site.grid_export_limit_kw:g} kW",
+                f"import {series(site.grid_import_limit_kw, 'kW')}, "
+                f"export {site.grid_export_limit_kw:g} kW",
             ),
         ]
         rows = "".join(

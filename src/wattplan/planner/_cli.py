@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import threading
@@ -14,51 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from wattplan._logging import JsonLogFormatter, configure_logging
+
 __all__ = ["JsonLogFormatter", "register"]
-
-_SECRETISH = re.compile(
-    r"(?i)(bearer\s+|access_token=|refresh_token=|code=|client_secret=|password=)[^\s&\"',]+"
-)
-
-
-def _redact(text: str) -> str:
-    return _SECRETISH.sub(lambda m: m.group(1) + "[redacted]", text)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line; anything that looks like a credential is redacted.
-
-    wattplan never logs secrets on purpose; the redaction is a second line of defence for
-    messages of foreign libraries.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": _redact(record.getMessage()),
-        }
-        if record.exc_info and record.exc_info[0] is not None:
-            doc["error"] = record.exc_info[0].__name__
-            doc["traceback"] = _redact(self.formatException(record.exc_info))
-        return json.dumps(doc, ensure_ascii=False)
 
 
 def _configure_logging(fmt: str, verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(fmt, logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -87,7 +48,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         runtime.scheduler.start()
         if runtime.app is not None and config.http is not None:
-            with serve_in_thread(runtime.app, host=config.http.host, port=config.http.port) as url:
+            with serve_in_thread(
+                runtime.app,
+                host=config.http.host,
+                port=config.http.port,
+                header_timeout_s=config.http.header_timeout_s,
+                keep_alive_s=config.http.keep_alive_s,
+                max_connections=config.http.max_connections,
+            ) as url:
                 log.info("HTTP API on %s (health: %s/health)", url, url)
                 if args.ready_file:
                     Path(args.ready_file).write_text(url, encoding="utf-8")
@@ -110,11 +78,13 @@ def _status(args: argparse.Namespace) -> int:
 
     url = args.database_url
     prefix = "wattplan_"
-    if url is None and args.config is not None:
+    config = None
+    if args.config is not None:
         from wattplan.planner.config import load_config
 
         config = load_config(args.config)
-        url, prefix = config.database_url, config.table_prefix
+        if url is None:
+            url, prefix = config.database_url, config.table_prefix
     url = url or Settings().database_url
     store = PlanStore(url, table_prefix=prefix, create=False)
     try:
@@ -139,8 +109,47 @@ def _status(args: argparse.Namespace) -> int:
                 f"{s['customer_id']:<24} {s['health']:<26} {'yes' if s['stale'] else 'no':<6} "
                 f"{shown:>9}  {error}"
             )
+    process = _process_health(config) if config is not None and not args.json else None
+    if process is not None:
+        print(process[1])
     failing = [s for s in statuses if s["health"] != CustomerHealth.OK.value]
-    return 1 if (args.strict and failing) else 0
+    degraded = process is not None and not process[0]
+    return 1 if (args.strict and (failing or degraded)) else 0
+
+
+def _process_health(config: Any) -> tuple[bool, str] | None:
+    """``(ok, one line)`` from the running planner's ``/health``, which sees what the
+    database cannot hold (its own write failures, hanging price fetches)."""
+    import httpx
+
+    http = config.http
+    if http is None or http.port == 0:
+        return None
+    wildcard = {"0.0.0.0", "", "::"}  # noqa: S104 - a listen address, mapped to loopback
+    host = "127.0.0.1" if http.host in wildcard else http.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/health"
+    try:
+        body = httpx.get(url, timeout=3.0).json()
+    except (httpx.HTTPError, ValueError):
+        return False, f"planner process: not reachable at {url} (is 'wattplan run' running?)"
+    if not isinstance(body, dict) or "status" not in body:
+        return False, f"planner process: {url} does not answer like a planner"
+    notes = []
+    database = body.get("database") or {}
+    if database.get("failing"):
+        failing = ", ".join(database["failing"])
+        notes.append(f"database failing ({failing}): {database.get('last_error')}")
+    fetches = body.get("price_fetches") or {}
+    if fetches.get("consecutive_failures"):
+        notes.append(
+            f"price fetches failing ({fetches['consecutive_failures']} in a row): "
+            f"{fetches.get('last_error')}"
+        )
+    if fetches.get("stalled"):
+        notes.append(f"{fetches['stalled']} price fetch(es) hanging")
+    ok = body.get("status") == "ok"
+    shown = "; ".join(notes)
+    return ok, f"planner process: {body.get('status')}" + (f"; {shown}" if shown else "")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -110,8 +110,8 @@ def run_demo(
 
             plans: list[Any] = []
 
-            def optimize(scenario: Any, prices: pd.Series) -> Any:
-                plan = wattplan.optimize(scenario, prices=prices)
+            def optimize(scenario: Any, prices: pd.Series, **stability: Any) -> Any:
+                plan = wattplan.optimize(scenario, prices=prices, **stability)
                 plans.append(plan)
                 return plan
 

@@ -3,13 +3,16 @@
 Per customer: fetch the published prices, decide whether anything is new (prices or a
 device state beyond the deadband), re-plan on the rolling horizon ``[now, last price)``
 if so, store the plan and hand it to the sinks. Every failure is caught per customer,
-recorded in the store (visible in ``wattplan status`` and ``/health``) and logged; the
-last good plan stays in place, marked stale with its age, and the next successful pass
-clears the mark by itself.
+recorded in the store (visible in ``wattplan status`` and ``/health``) and in memory (a
+database that fails cannot record its own failure), and logged; the last good plan stays in
+place, marked stale with its age, and the next successful pass clears the mark by itself.
+While the store cannot be read, the last plan this process stored or read is served from
+memory, marked stale.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -32,11 +35,18 @@ from wattplan.exceptions import (
     PricesNotPublishedError,
     ReauthorizationRequiredError,
     ScenarioError,
+    StoreError,
     WattplanError,
 )
 from wattplan.planner._events import EventTopic, PlanEvent
+from wattplan.planner._health import FetchHealth, LiveCustomer
 from wattplan.planner._prices import PriceChange, decide_prices
-from wattplan.planner._state import Deadband, significant_change, validate_device_state
+from wattplan.planner._state import (
+    Deadband,
+    live_state,
+    significant_change,
+    validate_device_state,
+)
 from wattplan.planner._timing import floor_to_slot, require_aware
 from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
 from wattplan.planner.store import (
@@ -90,11 +100,28 @@ class RunReport:
         return self.by_outcome(Outcome.FAILED)
 
 
-def default_optimize(scenario: Any, prices: pd.Series) -> Any:
-    """``wattplan.optimize(scenario, prices=prices)``, imported on first use."""
+def default_optimize(
+    scenario: Any, prices: pd.Series, *, previous_plan: Any = None, stability: Any = None
+) -> Any:
+    """``wattplan.optimize(scenario, prices=prices, ...)``, imported on first use."""
     import wattplan
 
-    return wattplan.optimize(scenario, prices=prices)
+    return wattplan.optimize(
+        scenario, prices=prices, previous_plan=previous_plan, stability=stability
+    )
+
+
+def _takes_previous_plan(fn: Callable[..., Any]) -> bool:
+    """Whether an optimize function accepts ``previous_plan=`` (and ``stability=``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "previous_plan" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )
 
 
 def _resolution(scenario: Any) -> timedelta:
@@ -130,6 +157,8 @@ def _error_kind(exc: BaseException) -> tuple[str, CustomerHealth]:
         return "invalid_scenario", CustomerHealth.ERROR
     if isinstance(exc, OptimizationError):
         return "solver_error", CustomerHealth.ERROR
+    if isinstance(exc, StoreError):
+        return "store_error", CustomerHealth.ERROR
     if isinstance(exc, PlannerError):
         return "planner_error", CustomerHealth.ERROR
     return "internal_error", CustomerHealth.ERROR
@@ -166,6 +195,17 @@ class Planner:
         The longest window planned at once (prices may reach further).
     workers:
         Customers planned in parallel threads within one pass.
+    previous_plan:
+        Pass each customer's latest stored plan to every re-plan as
+        ``optimize(..., previous_plan=document)`` (plan stability: the running slot is
+        kept and deviations within the next hours are priced). Only for an ``optimize``
+        that accepts the keyword (the default does).
+    stability:
+        A ``wattplan.Stability`` passed along with the previous plan; it replaces the
+        scenario's own ``stability`` settings. ``None``: the scenario's.
+    fetch_stalled_after:
+        A price fetch still running after this long makes health ``degraded`` before its
+        deadline (``RetryPolicy.max_call_s``) ends it.
     """
 
     def __init__(
@@ -180,6 +220,9 @@ class Planner:
         deadband: Deadband | None = None,
         max_horizon: timedelta = timedelta(hours=48),
         workers: int = 1,
+        previous_plan: bool = True,
+        stability: Any = None,
+        fetch_stalled_after: timedelta = timedelta(seconds=20),
     ) -> None:
         self._customers: dict[str, Customer] = {}
         for customer in customers:
@@ -189,6 +232,10 @@ class Planner:
         self.store = store
         self._prices = prices
         self._optimize: OptimizeFn = optimize or default_optimize
+        self._stability = stability
+        self._pass_previous = previous_plan and _takes_previous_plan(self._optimize)
+        if previous_plan and not self._pass_previous:
+            logger.info("the optimize function takes no previous_plan: re-plans start afresh")
         self.clock: Clock = clock or SystemClock()
         self._sinks = list(sinks)
         self._deadband = deadband or Deadband()
@@ -196,6 +243,8 @@ class Planner:
         self._workers = max(1, workers)
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
+        self._live = {cid: LiveCustomer(cid) for cid in self._customers}
+        self._fetches = FetchHealth(fetch_stalled_after.total_seconds())
         self._stopping = threading.Event()
         now = self.clock.now()
         for cid in self._customers:
@@ -281,7 +330,12 @@ class Planner:
         moment = require_aware(now if now is not None else self.clock.now())
         clean = validate_device_state(body, scenario=customer.scenario, now=moment)
         state = self.store.update_device_state(customer_id, clean, now=moment, replace=replace)
-        latest = self.store.latest_plan(customer_id)
+        live = self._live[customer_id]
+        try:
+            latest = self.store.latest_plan(customer_id)
+        except StoreError:  # the state is stored: compare with the plan in memory
+            latest = live.plan
+        live.remember_plan(latest)
         planned = latest.device_state if latest is not None else {}
         significant = significant_change(planned, state.devices, self._deadband)
         logger.info(
@@ -298,15 +352,146 @@ class Planner:
                     logger.exception("device-state listener failed for %s", customer_id)
         return state, significant
 
+    def foreseeable_shortfalls(
+        self,
+        customer_id: str,
+        devices: Mapping[str, Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """EV energy that no plan can deliver for this device state, before any planning.
+
+        A car charges only in slots that lie wholly inside ``[plug_in, departure)`` and
+        not before the running slot; at most ``max_power_kw`` × ``efficiency`` in each.
+        Each session that needs more is listed like ``Plan.shortfalls`` (``kind: energy``,
+        ``amount`` in kWh), so that the caller hears at once that it cannot be served.
+        """
+        scenario = self.customer(customer_id).scenario
+        moment = require_aware(now if now is not None else self.clock.now())
+        step = _resolution(scenario)
+        hours = step.total_seconds() / 3600
+        tz = _timezone(scenario)
+        out: list[dict[str, Any]] = []
+        for device in scenario.devices:
+            kind = getattr(getattr(device, "kind", None), "value", getattr(device, "kind", None))
+            fields = devices.get(str(device.name))
+            power = getattr(device, "max_power_kw", None)
+            if kind != "ev" or not fields or power is None:
+                continue
+            plug_in, departure = _moment(fields.get("plug_in")), _moment(fields.get("departure"))
+            need = _needed_kwh(fields)
+            if plug_in is None or departure is None or need is None or departure <= moment:
+                continue
+            first = floor_to_slot(plug_in, resolution=step)
+            if first < plug_in:
+                first += step
+            first = max(first, floor_to_slot(moment, resolution=step))
+            slots = max(0, int((departure - first) / step))
+            most = slots * hours * float(power) * float(getattr(device, "efficiency", 1.0))
+            short = need - most
+            if short <= 1e-6:
+                continue
+            why = (
+                "the car is not plugged in for a whole slot"
+                if slots == 0
+                else "the plug-in window is too short for the charging power"
+            )
+            out.append(
+                {
+                    "device": str(device.name),
+                    "kind": "energy",
+                    "amount": round(short, 6),
+                    "unit": "kWh",
+                    "start": plug_in.astimezone(tz).isoformat(),
+                    "end": departure.astimezone(tz).isoformat(),
+                    "message": f"{device.name} falls {short:.2f} kWh short of its target by "
+                    f"{departure.astimezone(tz):%Y-%m-%d %H:%M}: {why}",
+                }
+            )
+        return out
+
     def plan_document(self, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-        """The latest plan of a customer with its freshness (``stale``, ``age_seconds``)."""
+        """The latest plan of a customer with its freshness (``stale``, ``age_seconds``).
+
+        When the store cannot be read, the latest plan this process stored or read is
+        returned, marked stale, with ``"source": "memory"``; without one the
+        :class:`~wattplan.exceptions.StoreError` is raised.
+        """
         self.customer(customer_id)
         moment = require_aware(now if now is not None else self.clock.now())
-        latest = self.store.latest_plan(customer_id)
-        status = self.store.status(customer_id)
+        live = self._live[customer_id]
+        try:
+            latest = self.store.latest_plan(customer_id)
+            stored = self.store.status(customer_id)
+        except StoreError:
+            if live.plan is None:
+                raise
+            status = live.effective(None)
+            meta = status.as_dict(moment) if status is not None else {}
+            meta.update(stale=True, error_kind="store_error")
+            return {**plan_envelope(live.plan, meta, moment), "source": "memory"}
+        live.remember_plan(latest)
+        if stored is not None:
+            live.status = stored
         if latest is None:
             raise PlannerError(f"no plan yet for customer {customer_id}")
+        status = live.effective(stored)
         return plan_envelope(latest, status.as_dict(moment) if status else {}, moment)
+
+    def customer_status(
+        self, customer_id: str, *, now: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """Health of one customer: stored, unless this process saw a newer failure.
+
+        While the store cannot be read, the last status read plus what this process saw,
+        with ``"source": "memory"``.
+        """
+        self.customer(customer_id)
+        moment = require_aware(now if now is not None else self.clock.now())
+        live = self._live[customer_id]
+        try:
+            stored = self.store.status(customer_id)
+        except StoreError:
+            status = live.effective(None)
+            if status is None:
+                raise
+            return {**status.as_dict(moment), "source": "memory"}
+        if stored is not None:
+            live.status = stored
+        status = live.effective(stored)
+        return None if status is None else status.as_dict(moment)
+
+    def health(self) -> dict[str, Any]:
+        """Process health: customer counts, the database, price fetches (no customer data).
+
+        ``status`` is ``degraded`` when a customer fails, the database failed its latest
+        read or write, or price fetches fail or hang.
+        """
+        try:
+            stored = {s.customer_id: s for s in self.store.statuses()}
+        except StoreError:
+            stored = {}
+        database = self.store.health()  # after the read: it counts too
+        counts = {h.value: 0 for h in CustomerHealth}
+        stale = 0
+        for cid, live in self._live.items():
+            if cid in stored:
+                live.status = stored[cid]
+            status = live.effective(stored.get(cid))
+            health = CustomerHealth.PENDING if status is None else status.health
+            counts[health.value] += 1
+            stale += bool(status is not None and status.stale())
+        prices = self._fetches.as_dict()
+        failing = counts["error"] + counts["reauthorization_required"]
+        ok = failing == 0 and database["ok"] and prices["ok"]
+        return {
+            "status": "ok" if ok else "degraded",
+            "customers": len(self._live),
+            "health": counts,
+            "stale_plans": stale,
+            "database": database,
+            "price_fetches": prices,
+        }
 
     def setpoint(self, customer_id: str, *, at: datetime | None = None) -> dict[str, Any]:
         """The schedule row of the latest plan that covers ``at`` (default: now)."""
@@ -321,6 +506,7 @@ class Planner:
             "plan_id": doc["plan_id"],
             "stale": doc["stale"],
             "age_seconds": doc["age_seconds"],
+            "shortfalls": doc["shortfalls"],
             "setpoint": row,
         }
 
@@ -349,9 +535,39 @@ class Planner:
 
     # one customer ------------------------------------------------------------------------
 
+    def _stored_status(self, cid: str) -> CustomerStatus | None:
+        """The stored status merged with what this process saw (memory if unreadable)."""
+        live = self._live[cid]
+        try:
+            stored = self.store.status(cid)
+        except StoreError:
+            return live.effective(None)
+        if stored is not None:
+            live.status = stored
+        return live.effective(stored)
+
+    def _record_success(self, cid: str, now: datetime, attempt: str) -> None:
+        self.store.record_success(cid, now=now, attempt_key=attempt)
+        self._live[cid].succeeded(now)
+
+    def _record_failure(
+        self,
+        cid: str,
+        now: datetime,
+        *,
+        kind: str,
+        message: str,
+        health: CustomerHealth = CustomerHealth.ERROR,
+        attempt: str | None = None,
+    ) -> None:
+        self._live[cid].failed(now, kind, message, health)  # first: the store may be broken
+        self.store.record_failure(
+            cid, now=now, kind=kind, message=message, health=health, attempt_key=attempt
+        )
+
     def _run_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
         with self._locks[cid]:
-            before = self.store.status(cid)
+            before = self._stored_status(cid)
             created: StoredPlan | None = None
             try:
                 outcome, created = self._plan_customer(
@@ -365,13 +581,15 @@ class Planner:
                 else:
                     logger.exception("customer %s: unexpected failure", cid)
                 try:
-                    self.store.record_failure(
-                        cid, now=now, kind=kind, message=message, health=health
+                    self._record_failure(cid, now, kind=kind, message=message, health=health)
+                except PlannerError as again:
+                    logger.warning(
+                        "customer %s: the failure is kept in memory only: %s",
+                        cid,
+                        _safe_message(again),
                     )
-                except PlannerError:
-                    logger.exception("customer %s: could not record the failure", cid)
                 outcome = CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
-            after = self.store.status(cid)
+            after = self._stored_status(cid)
             if created is not None:
                 meta = after.as_dict(now) if after is not None else {}
                 self._emit(
@@ -381,7 +599,26 @@ class Planner:
                 self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
             return outcome
 
+    def price_fetch_health(self) -> dict[str, Any]:
+        """How price fetches went: last success and error, failures in a row, hanging calls."""
+        return self._fetches.as_dict()
+
     def _fetch(self, customer: Customer, now: datetime) -> pd.Series:
+        token = self._fetches.started()
+        try:
+            prices = self._fetch_days(customer, now)
+        except (PricesNotPublishedError, AuthError):
+            # the API answered; a missing day or one customer's grant says nothing about it
+            self._fetches.forget(token)
+            raise
+        except Exception as exc:
+            kind, _ = _error_kind(exc)
+            self._fetches.finished(token, self.clock.now(), f"{kind}: {_safe_message(exc)}")
+            raise
+        self._fetches.finished(token, self.clock.now(), None)
+        return prices
+
+    def _fetch_days(self, customer: Customer, now: datetime) -> pd.Series:
         today = now.astimezone(_timezone(customer.scenario)).date()
         try:
             return self._prices.fetch_prices(customer, start=today, end=today + timedelta(days=1))
@@ -394,6 +631,7 @@ class Planner:
         """Decide and maybe plan; returns the outcome and the plan if a new one was stored."""
         customer = self._customers[cid]
         latest = self.store.latest_plan(cid)
+        self._live[cid].remember_plan(latest)
         state = self.store.device_state(cid)
         if fetch_prices or latest is None:
             prices = _clean_prices(self._fetch(customer, now))
@@ -412,7 +650,7 @@ class Planner:
         attempt = f"{decision.fingerprint}|{state_fingerprint(state.devices)}"
         if not reasons:
             if fetch_prices:  # only a successful fetch proves the API is back
-                self.store.record_success(cid, now=now, attempt_key=attempt)
+                self._record_success(cid, now, attempt)
             return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged"), None
         if (
             before is not None
@@ -425,14 +663,12 @@ class Planner:
         start, end, window = self._window(customer, now, prices)
         scenario = _scenario_for(customer, start, end)
         for device, fields in state.devices.items():
-            scenario = scenario.with_device_state(device, **fields)
-        plan = self._optimize(scenario, window)
+            scenario = scenario.with_device_state(device, **live_state(fields, now))
+        plan = self._optimize(scenario, window, **self._stability_kwargs(latest))
         status = _status_value(plan)
         if status in _BAD_STATUSES:
             message = f"the optimizer returned a plan with status {status}"
-            self.store.record_failure(
-                cid, now=now, kind="infeasible", message=message, attempt_key=attempt
-            )
+            self._record_failure(cid, now, kind="infeasible", message=message, attempt=attempt)
             logger.warning("customer %s: %s", cid, message)
             return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible"), None
         stored, created = self.store.save_plan(
@@ -450,8 +686,9 @@ class Planner:
             device_state=state.devices,
             document=plan.to_dict(),
         )
+        self._live[cid].remember_plan(stored)
         if fetch_prices or before is None or before.error_kind not in _FETCH_ERRORS:
-            self.store.record_success(cid, now=now, attempt_key=attempt)
+            self._record_success(cid, now, attempt)
         logger.info(
             "customer %s: plan %d (%s), %s to %s",
             cid,
@@ -462,6 +699,15 @@ class Planner:
         )
         outcome = CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
         return outcome, (stored if created else None)
+
+    def _stability_kwargs(self, latest: StoredPlan | None) -> dict[str, Any]:
+        """``previous_plan`` (the latest stored plan's document) and ``stability``."""
+        if not self._pass_previous or latest is None:
+            return {}
+        kwargs: dict[str, Any] = {"previous_plan": latest.document}
+        if self._stability is not None:
+            kwargs["stability"] = self._stability
+        return kwargs
 
     def _window(
         self, customer: Customer, now: datetime, prices: pd.Series
@@ -514,6 +760,26 @@ def _scenario_for(customer: Customer, start: datetime, end: datetime) -> Any:
     return base.model_copy(update={"start": start, "end": end})
 
 
+def _moment(value: Any) -> datetime | None:
+    """A stored device-state time (ISO 8601 text after the JSON round trip) in UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    return value.astimezone(UTC)
+
+
+def _needed_kwh(fields: Mapping[str, Any]) -> float | None:
+    target, soc = fields.get("target_soc_kwh"), fields.get("soc_kwh")
+    if isinstance(target, int | float) and isinstance(soc, int | float):
+        return max(0.0, float(target) - float(soc))
+    energy = fields.get("energy_kwh")
+    return float(energy) if isinstance(energy, int | float) else None
+
+
 def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:
     if len(index) > 1:
         return pd.Timedelta(pd.Series(index[1:] - index[:-1]).min())
@@ -542,7 +808,12 @@ def _clean_prices(prices: pd.Series) -> pd.Series:
 
 
 def plan_envelope(plan: StoredPlan, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """The JSON that the HTTP API, the webhook and MQTT carry for a plan."""
+    """The JSON that the HTTP API, the webhook and MQTT carry for a plan.
+
+    ``plan_status`` and ``shortfalls`` repeat the plan's own (``optimal`` or
+    ``feasible_with_shortfall``; what cannot be met, by how much), so that a target the
+    plan cannot reach is visible without reading the schedule.
+    """
     return {
         "customer_id": plan.customer_id,
         "plan_id": plan.id,
@@ -555,6 +826,8 @@ def plan_envelope(plan: StoredPlan, status: Mapping[str, Any], now: datetime) ->
         "age_seconds": (now - plan.created_at).total_seconds(),
         "health": status.get("health"),
         "error_kind": status.get("error_kind"),
+        "plan_status": plan.document.get("status", plan.status),
+        "shortfalls": plan.document.get("shortfalls") or [],
         "plan": plan.document,
     }
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wattplan.exceptions import ConfigurationError
+from wattplan.exceptions import ConfigurationError, PlannerError, TokenVaultError
 from wattplan.planner._events import PlanEvent
 from wattplan.planner._planner import Planner
 from wattplan.planner._types import Customer
@@ -54,8 +54,13 @@ def build_runtime(
 
     settings = settings or Settings()
     url = config.database_url or settings.database_url
+    # the key a start-up error names: the one the user has to fix
+    url_key = "database_url" if config.database_url else "WATTPLAN_DATABASE_URL"
     closers: list[Callable[[], None]] = []
-    store = PlanStore(url, table_prefix=config.table_prefix)
+    try:
+        store = PlanStore(url, table_prefix=config.table_prefix)
+    except PlannerError as exc:
+        raise ConfigurationError(f"{url_key}: {exc}") from exc
     closers.append(store.dispose)
     if price_source is None:
         from wattplan.auth import OAuthConfig, TokenCipher, TokenManager, TokenVault
@@ -65,10 +70,14 @@ def build_runtime(
         client_id = config.nomos.client_id or settings.client_id
         if not client_id:
             raise ConfigurationError("nomos.client_id (or WATTPLAN_CLIENT_ID) is not set")
-        vault = TokenVault(
-            url, cipher=TokenCipher.from_settings(settings), table_prefix=config.table_prefix
-        )
-        closers.append(vault.close)
+        cipher = TokenCipher.from_settings(settings)
+        try:
+            vault = TokenVault(url, cipher=cipher, table_prefix=config.table_prefix)
+            closers.append(vault.close)
+            vault.create_tables()  # fail here, not in the first pass, on a database it cannot use
+        except TokenVaultError as exc:
+            store.dispose()
+            raise ConfigurationError(f"{url_key}: {exc}") from exc
         manager = TokenManager(
             config=OAuthConfig.for_base_url(
                 base_url,
@@ -125,6 +134,8 @@ def build_runtime(
         deadband=config.deadband,
         max_horizon=timedelta(hours=config.max_horizon_hours),
         workers=config.workers,
+        previous_plan=config.stability.enabled,
+        stability=config.stability.settings(),
     )
     scheduler = PlannerScheduler(
         planner,
@@ -147,6 +158,7 @@ def build_runtime(
             planner,
             auth=keys,
             max_body_bytes=config.http.max_body_bytes,
+            body_timeout_s=config.http.body_timeout_s,
             extra_health=scheduler.health,
         )
     return Runtime(config, store, planner, scheduler, app, closers)

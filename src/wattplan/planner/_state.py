@@ -16,13 +16,23 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from wattplan.exceptions import ScenarioError
 
 __all__ = [
     "Deadband",
+    "DimmingSignal",
     "device_kinds",
+    "live_state",
     "significant_change",
     "validate_device_state",
 ]
@@ -34,6 +44,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
 
 
+MAX_DIMMING_SIGNALS = 16
+
+
+class DimmingSignal(_Strict):
+    """A grid operator's dimming signal (§14a EnWG) for one device, valid ``[start, end)``.
+
+    While it is valid the device's grid draw is capped at ``max_kw`` (default 4.2 kW, the
+    minimum §14a guarantees). A re-plan drops the signals that have ended.
+    """
+
+    start: AwareDatetime
+    end: AwareDatetime
+    max_kw: float = Field(default=4.2, ge=0, le=1000)
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and v <= start:
+            raise ValueError("must be after start")
+        return v
+
+
+_DIMMING = Field(
+    default=None,
+    max_length=MAX_DIMMING_SIGNALS,
+    description="dimming signals; replaces the device's earlier ones ([] clears them)",
+)
+
+
 class EvState(_Strict):
     """An EV's charging session: plug-in, departure, energy needed or SoC and target."""
 
@@ -42,14 +82,17 @@ class EvState(_Strict):
     energy_kwh: float | None = Field(default=None, ge=0, le=500)
     soc_kwh: float | None = Field(default=None, ge=0, le=500)
     target_soc_kwh: float | None = Field(default=None, ge=0, le=500)
+    dimming: list[DimmingSignal] | None = _DIMMING
 
 
 class BatteryState(_Strict):
     soc_kwh: float | None = Field(default=None, ge=0, le=1000)
+    dimming: list[DimmingSignal] | None = _DIMMING
 
 
 class HeatPumpState(_Strict):
     indoor_c: float | None = Field(default=None, ge=-30, le=60)
+    dimming: list[DimmingSignal] | None = _DIMMING
 
 
 _MODELS: dict[str, type[_Strict]] = {
@@ -108,7 +151,8 @@ def validate_device_state(body: Any, *, scenario: Any, now: datetime) -> dict[st
             err = exc.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
             raise ScenarioError(
-                key=f"{key}.{loc}" if loc else key, reason=str(err["msg"])
+                key=f"{key}.{loc}" if loc else key,
+                reason=str(err["msg"]).removeprefix("Value error, "),
             ) from None
         values = parsed.model_dump(exclude_none=True)
         if not values:
@@ -116,6 +160,7 @@ def validate_device_state(body: Any, *, scenario: Any, now: datetime) -> dict[st
         for field, value in values.items():
             if isinstance(value, datetime) and abs(value - now) > _MAX_TIME_DISTANCE:
                 raise ScenarioError(key=f"{key}.{field}", reason="more than 14 days away from now")
+        _check_signal_times(values.get("dimming", []), key, now)
         if (
             "plug_in" in values
             and "departure" in values
@@ -132,6 +177,31 @@ def validate_device_state(body: Any, *, scenario: Any, now: datetime) -> dict[st
         except (ValueError, TypeError) as exc:
             raise ScenarioError(key=f"devices.{name}", reason=str(exc)) from None
     return clean
+
+
+def _check_signal_times(signals: list[dict[str, Any]], key: str, now: datetime) -> None:
+    for i, signal in enumerate(signals):
+        for field in ("start", "end"):
+            if abs(signal[field] - now) > _MAX_TIME_DISTANCE:
+                raise ScenarioError(
+                    key=f"{key}.dimming.{i}.{field}", reason="more than 14 days away from now"
+                )
+
+
+def live_state(fields: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+    """A device's stored state for a plan from ``at``: dimming signals that ended are dropped.
+
+    Stored signals come back from JSON with ISO 8601 strings for their times.
+    """
+    out = dict(fields)
+    signals = out.get("dimming")
+    if signals:
+        out["dimming"] = [s for s in signals if _when(s["end"]) > at]
+    return out
+
+
+def _when(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 class Deadband(BaseModel):

@@ -81,8 +81,11 @@ class PlanLike(Protocol):
 ScenarioFactory = Callable[[datetime, datetime], Any]
 """``factory(start, end) -> Scenario`` for the window ``[start, end)``."""
 
-OptimizeFn = Callable[[Any, pd.Series], PlanLike]
-"""``optimize(scenario, prices) -> Plan``; the default wraps ``wattplan.optimize``."""
+OptimizeFn = Callable[..., PlanLike]
+"""``optimize(scenario, prices) -> Plan``; the default wraps ``wattplan.optimize``.
+
+A function that also accepts ``previous_plan=`` and ``stability=`` keywords gets the
+customer's latest stored plan (its JSON document) on every re-plan (plan stability)."""
 
 
 class PriceSource(Protocol):

@@ -3,8 +3,14 @@
 Closed by default (DESIGN §7): every route except ``/health`` needs a bearer key that
 belongs to the customer in the path, or an auth hook supplied by the vendor. A key of one
 customer can neither read nor change another's plan or state (403). Device-state bodies are
-limited in size, must be JSON objects and are validated against the customer's devices
-before anything is stored; a refusal names the problem and changes nothing.
+limited in size, nesting and number length, must arrive within a deadline, must be JSON
+objects and are validated against the customer's devices before anything is stored; a
+refusal names the problem (``key``) and changes nothing.
+
+Failures are typed JSON, never a bare 500: the store unreachable, full or read-only gives
+503 ``store_unavailable`` (the last plan is still served from memory, marked stale, where
+this process has one); a device-state write that keeps losing to concurrent writers gives
+409 ``conflict``; both with ``Retry-After``.
 
 Routes
 ------
@@ -16,6 +22,10 @@ Routes
 ``GET  /customers/{id}/device-state``    the stored device state
 ``POST /customers/{id}/device-state``    merge ``{"devices": {name: {field: value}}}``
 ``PUT  /customers/{id}/device-state``    replace the whole state with the body
+
+A device's state may carry grid signals (§14a EnWG): ``"dimming": [{"start": ISO 8601,
+"end": ISO 8601, "max_kw": 4.2}]`` caps its grid draw while valid; the list replaces the
+device's earlier signals (``[]`` clears them), and a re-plan ignores signals that ended.
 """
 
 from __future__ import annotations
@@ -25,27 +35,32 @@ import hmac
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wattplan.exceptions import AccessError, PlannerError, ScenarioError
+from wattplan.exceptions import AccessError, ConflictError, PlannerError, ScenarioError, StoreError
 from wattplan.planner._planner import Planner
-from wattplan.planner._timing import require_aware
-from wattplan.planner.store import CustomerHealth, dumps
+from wattplan.planner.store import dumps
 
 __all__ = ["AuthHook", "BearerKeys", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
+BODY_TIMEOUT_S = 10.0
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_CHARS = 64  # digits, sign, point and exponent of one JSON number
+MAX_AT_DISTANCE = timedelta(days=366)  # ``setpoint?at=`` further away is a typo, not a plan
 
 AuthHook = Callable[[Request, str], "bool | Awaitable[bool]"]
 """``hook(request, customer_id) -> bool``: may this request act on this customer?"""
@@ -106,14 +121,137 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(dumps(data), status, media_type="application/json")
 
 
+class _BadBodyError(Exception):
+    def __init__(self, status: int, error: str, key: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.key, self.message = status, error, key, message
+
+
+class _LongNumber(str):
+    """A JSON number too long to convert (Python refuses ints of over 4,300 digits)."""
+
+
+def _long_number_path(value: Any, path: str) -> str | None:
+    if isinstance(value, _LongNumber):
+        return path or "body"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _long_number_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Decode a request body: UTF-8 JSON, nested at most 32 deep, numbers of sane length.
+
+    The standard parser recurses once per level (8,000 levels: RecursionError) and turns
+    a 5,000-digit integer into a ValueError; both are refused first, with the key named.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadBodyError(
+            400, "malformed_json", "body", "the body is not valid JSON: not UTF-8"
+        ) from None
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise _BadBodyError(
+            400, "malformed_json", "body", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+
+    def number(kind: type[int] | type[float]) -> Callable[[str], Any]:
+        return lambda s: _LongNumber(s) if len(s) > MAX_NUMBER_CHARS else kind(s)
+
+    def constant(name: str) -> Any:
+        raise _BadBodyError(400, "malformed_json", "body", f"the body is not valid JSON: {name}")
+
+    try:
+        value = json.loads(
+            text, parse_int=number(int), parse_float=number(float), parse_constant=constant
+        )
+    except json.JSONDecodeError as exc:
+        raise _BadBodyError(
+            400, "malformed_json", "body", f"the body is not valid JSON: {exc.msg}"
+        ) from None
+    path = _long_number_path(value, "")
+    if path is not None:
+        raise _BadBodyError(
+            422,
+            "invalid_device_state",
+            path,
+            f"{path}: a number of more than {MAX_NUMBER_CHARS} characters",
+        )
+    return value
+
+
+def _parse_at(raw: str, now: datetime) -> datetime:
+    """``setpoint?at=``: ISO 8601 with an offset, within a year of now (ValueError)."""
+    if len(raw) > 64:
+        raise ValueError("longer than an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("not an ISO 8601 time") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("must carry a UTC offset (e.g. +01:00 or Z)")
+    try:
+        moment = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if abs(moment - now) > MAX_AT_DISTANCE:
+        raise ValueError("more than a year away from now")
+    return moment
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> Response:
+    logger.warning("request refused: %s", exc)
+    return JSONResponse(
+        {
+            "error": "store_unavailable",
+            "message": "the plan store cannot be used right now; try again shortly",
+        },
+        503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _conflict(_request: Request, exc: Exception) -> Response:
+    return JSONResponse(
+        {"error": "conflict", "message": str(exc)}, 409, headers={"Retry-After": "1"}
+    )
+
+
+async def _internal(_request: Request, _exc: Exception) -> Response:
+    return JSONResponse(
+        {"error": "internal_error", "message": "an unexpected error; see the server log"}, 500
+    )
+
+
 def create_app(
     planner: Planner,
     *,
     auth: AuthHook | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     extra_health: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Starlette:
-    """The ASGI app. ``auth`` defaults to refusing everything: pass ``BearerKeys`` or a hook."""
+    """The ASGI app. ``auth`` defaults to refusing everything: pass ``BearerKeys`` or a hook.
+
+    ``body_timeout_s`` bounds the time a client may take to send a request body.
+    """
     hook: AuthHook = auth if auth is not None else (lambda _req, _cid: False)
 
     async def authorize(request: Request) -> tuple[str, JSONResponse | None]:
@@ -132,20 +270,7 @@ def create_app(
         return customer_id, None
 
     async def health(_request: Request) -> Response:
-        statuses = await run_in_threadpool(planner.store.statuses)
-        known = set(planner.customer_ids)
-        mine = [s for s in statuses if s.customer_id in known]
-        counts = {h.value: 0 for h in CustomerHealth}
-        for s in mine:
-            counts[s.health.value] += 1
-        stale = sum(1 for s in mine if s.stale())
-        failing = counts["error"] + counts["reauthorization_required"]
-        body: dict[str, Any] = {
-            "status": "ok" if failing == 0 else "degraded",
-            "customers": len(mine),
-            "health": counts,
-            "stale_plans": stale,
-        }
+        body = await run_in_threadpool(planner.health)
         if extra_health is not None:
             body.update(extra_health())
         return _json(body)
@@ -158,6 +283,8 @@ def create_app(
             doc = await run_in_threadpool(planner.plan_document, customer_id)
         except AccessError:
             return _error(404, "not_found", "no such customer")
+        except StoreError:
+            raise
         except PlannerError as exc:
             return _error(404, "no_plan", str(exc))
         return _json(doc)
@@ -169,11 +296,13 @@ def create_app(
         at: datetime | None = None
         if "at" in request.query_params:
             try:
-                at = require_aware(datetime.fromisoformat(request.query_params["at"]), "at")
+                at = _parse_at(request.query_params["at"], planner.clock.now())
             except ValueError as exc:
-                return _error(400, "invalid_query", f"at: {exc}")
+                return _error(400, "invalid_query", f"at: {exc}", key="at")
         try:
             body = await run_in_threadpool(lambda: planner.setpoint(customer_id, at=at))
+        except StoreError:
+            raise
         except PlannerError as exc:
             return _error(404, "no_setpoint", str(exc))
         return _json(body)
@@ -182,10 +311,10 @@ def create_app(
         customer_id, refused = await authorize(request)
         if refused is not None:
             return refused
-        status = await run_in_threadpool(planner.store.status, customer_id)
+        status = await run_in_threadpool(planner.customer_status, customer_id)
         if status is None:
             return _error(404, "not_found", "no such customer")
-        return _json(status.as_dict(planner.clock.now()))
+        return _json(status)
 
     async def device_state(request: Request) -> Response:
         customer_id, refused = await authorize(request)
@@ -208,15 +337,31 @@ def create_app(
             if too_big:
                 return _error(413, "body_too_large", f"the body exceeds {max_body_bytes} bytes")
         raw = bytearray()
-        async for chunk in request.stream():
-            raw.extend(chunk)
-            if len(raw) > max_body_bytes:
-                return _error(413, "body_too_large", f"the body exceeds {max_body_bytes} bytes")
+        # uvicorn bounds neither the time to send a body nor notices one that is shorter
+        # than its Content-Length; this is the only route that reads a body, so the
+        # deadline sits here rather than in a middleware for every route.
         try:
-            body = json.loads(bytes(raw).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-            return _error(400, "malformed_json", f"the body is not valid JSON: {reason}")
+            with anyio.fail_after(body_timeout_s):
+                async for chunk in request.stream():
+                    raw.extend(chunk)
+                    if len(raw) > max_body_bytes:
+                        return _error(
+                            413, "body_too_large", f"the body exceeds {max_body_bytes} bytes"
+                        )
+        except TimeoutError:
+            logger.info("device-state body of %s late (over %g s)", customer_id, body_timeout_s)
+            response = _error(
+                408, "request_timeout", f"the body did not arrive within {body_timeout_s:g} s"
+            )
+            response.headers["Connection"] = "close"
+            return response
+        except ClientDisconnect:
+            logger.info("device-state request of %s: client disconnected mid-body", customer_id)
+            return Response(status_code=400)
+        try:
+            body = parse_json_body(bytes(raw))
+        except _BadBodyError as exc:
+            return _error(exc.status, exc.error, exc.message, key=exc.key)
         replace = request.method == "PUT"
         try:
             state, significant = await run_in_threadpool(
@@ -224,12 +369,14 @@ def create_app(
             )
         except ScenarioError as exc:
             return _error(422, "invalid_device_state", str(exc), key=exc.key, reason=exc.reason)
+        shortfalls = planner.foreseeable_shortfalls(customer_id, state.devices)
         return _json(
             {
                 "customer_id": customer_id,
                 "version": state.version,
                 "devices": state.devices,
                 "replan": significant,
+                "shortfalls": shortfalls,
             }
         )
 
@@ -244,4 +391,11 @@ def create_app(
             methods=["GET", "POST", "PUT"],
         ),
     ]
-    return Starlette(routes=routes)
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            StoreError: _store_unavailable,
+            ConflictError: _conflict,
+            Exception: _internal,
+        },
+    )

@@ -10,7 +10,9 @@ settings. Paths are relative to the config file. Example::
       client_id: my-hems                       # default: WATTPLAN_CLIENT_ID
     polling: {window_start: "13:30", window_end: "16:00", dense_minutes: 5,
               sparse_minutes: 60, jitter_seconds: 30}
-    http: {host: 127.0.0.1, port: 8080}
+    http: {host: 127.0.0.1, port: 8080, header_timeout_s: 10, body_timeout_s: 10,
+           keep_alive_s: 5, max_connections: 200}
+    stability: {enabled: true, ct_per_kwh: 0.5, hours: 6}   # re-plans keep to the last plan
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
     webhooks:
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
@@ -51,6 +53,7 @@ __all__ = [
     "NomosConfig",
     "PlannerConfig",
     "PollingConfig",
+    "StabilityConfig",
     "WebhookConfig",
     "load_config",
 ]
@@ -87,6 +90,30 @@ class PollingConfig(_Model):
         )
 
 
+class StabilityConfig(_Model):
+    """Plan stability: every re-plan gets the customer's last plan as ``previous_plan``.
+
+    The running slot keeps the last plan's device powers (``freeze_running_slot``) and each
+    kWh of device energy that differs from it within the next ``hours`` costs
+    ``ct_per_kwh`` in the objective (not on the bill). ``enabled: false`` re-plans afresh.
+    """
+
+    enabled: bool = True
+    ct_per_kwh: float = Field(0.5, ge=0, le=100, description="price of deviation, ct/kWh")
+    hours: float = Field(6, ge=0, le=168, description="how far ahead deviations are priced")
+    freeze_running_slot: bool = True
+
+    def settings(self) -> Any:
+        """The optimizer's ``wattplan.Stability`` (imported on first use)."""
+        from wattplan.optimizer import Stability
+
+        return Stability(
+            ct_per_kwh=self.ct_per_kwh,
+            hours=self.hours,
+            freeze_running_slot=self.freeze_running_slot,
+        )
+
+
 class NomosConfig(_Model):
     base_url: str | None = Field(None, description="default: WATTPLAN_NOMOS_BASE_URL")
     client_id: str | None = Field(None, description="default: WATTPLAN_CLIENT_ID")
@@ -94,9 +121,23 @@ class NomosConfig(_Model):
 
 
 class HttpConfig(_Model):
+    """The planner's HTTP API, with bounds on slow and numerous clients."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(16 * 1024, gt=0, le=1024 * 1024)
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, strict=True, description="a request head must arrive within, s"
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=300, strict=True, description="a request body must arrive within, s"
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, le=300, strict=True, description="an idle kept-alive connection closes, s"
+    )
+    max_connections: int = Field(
+        200, ge=1, le=10_000, strict=True, description="open connections; beyond: 503"
+    )
 
 
 class MqttConfig(_Model):
@@ -166,6 +207,7 @@ class PlannerConfig(_Model):
     max_horizon_hours: float = Field(48, gt=0, le=24 * 7)
     workers: int = Field(4, ge=1, le=64)
     deadband: Deadband = Deadband()
+    stability: StabilityConfig = StabilityConfig()
     http: HttpConfig | None = HttpConfig()
     mqtt: MqttConfig | None = None
     webhooks: list[WebhookConfig] = []

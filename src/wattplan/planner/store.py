@@ -4,6 +4,11 @@ SQLAlchemy 2 (Core) over SQLite by default and PostgreSQL by URL. Every table na
 a prefix (and optionally a schema), so that several planners or parallel test runs can
 share one database without colliding.
 
+Failures are typed: a database that is unreachable, full or read-only raises
+:class:`~wattplan.exceptions.StoreError`, and the store counts its failed reads and writes
+in memory (:meth:`PlanStore.health`), because a broken database cannot record its own
+breakage.
+
 Restart safety: a plan row is keyed by its inputs (customer, horizon start, price
 fingerprint, device-state fingerprint). Saving the same inputs twice, as a restarted
 process does when it was killed between the commit and its bookkeeping, returns the row
@@ -16,12 +21,14 @@ import hashlib
 import json
 import logging
 import math
+import random
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from wattplan.exceptions import PlannerError
+from wattplan import _db, migrations
+from wattplan.exceptions import ConflictError, PlannerError, StoreError
 
 __all__ = [
     "CustomerHealth",
@@ -40,6 +48,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# A compare-and-swap of one customer's device state is retried this often (with a short
+# jittered backoff) before the caller gets a ConflictError to retry later.
+_STATE_CAS_ATTEMPTS = 12
 
 
 class CustomerHealth(StrEnum):
@@ -235,7 +247,7 @@ class PlanStore:
         ``postgresql+psycopg://user@host:5432/db``. Credentials in the URL never appear in
         ``repr`` or log lines.
     table_prefix, schema:
-        Namespace for the tables; ``create_all()`` creates them if missing.
+        Namespace for the tables; ``create_all()`` creates or upgrades them (migrations).
     engine:
         An existing engine to share (e.g. with the token vault) instead of ``url``.
     """
@@ -254,7 +266,18 @@ class PlanStore:
                 raise PlannerError("PlanStore needs a database url or an engine")
             engine = _make_engine(url)
         self._engine = engine
+        self._prefix, self._schema = table_prefix, schema
         self._metadata, self._t = _tables(table_prefix, schema)
+        self._health_lock = threading.Lock()
+        self._failing: dict[str, str] = {}  # operation -> its latest error
+        self._last_ok_at: datetime | None = None
+        self._last_error_at: datetime | None = None
+        self._last_error: str | None = None
+        # Device-state writers of this process queue here instead of racing each other's
+        # compare-and-swap; SQLite takes one writer at a time anyway, so one lock for all.
+        self._sqlite = engine.url.get_backend_name() == "sqlite"
+        self._state_locks: dict[str, threading.Lock] = {}
+        self._state_locks_guard = threading.Lock()
         if create:
             self.create_all()
 
@@ -266,11 +289,15 @@ class PlanStore:
         return self._engine
 
     def create_all(self) -> None:
+        """Create or upgrade the tables (schema migrations shipped in ``wattplan.migrations``)."""
         try:
-            self._metadata.create_all(self._engine)
+            migrations.upgrade(
+                self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+            )
         except SQLAlchemyError as exc:
             raise PlannerError(
-                f"cannot create the plan store tables: {type(exc).__name__}"
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
             ) from exc
 
     def has_tables(self) -> bool:
@@ -279,30 +306,69 @@ class PlanStore:
         try:
             return bool(sa.inspect(self._engine).has_table(table.name, schema=table.schema))
         except SQLAlchemyError as exc:
-            raise PlannerError(f"cannot open the plan store: {type(exc).__name__}") from exc
+            raise PlannerError(
+                f"cannot open the plan store at {_db.shown(self._engine)}: "
+                f"{_db.problem(exc, self._engine)}"
+            ) from exc
 
     def drop_all(self) -> None:
+        """Drop the tables and their schema version (tests and tear-down only)."""
         self._metadata.drop_all(self._engine)
+        migrations.drop_version_table(
+            self._engine, store="store", table_prefix=self._prefix, schema=self._schema
+        )
 
     def dispose(self) -> None:
         self._engine.dispose()
 
+    def health(self) -> dict[str, Any]:
+        """How the database answered, kept in memory (a broken database cannot say so).
+
+        ``failing`` lists the operations (``read``, ``save_plan``, ``record_success``, ...)
+        whose latest attempt failed: on a full disk an update in place may still work
+        while every new plan fails, so one success does not clear the others (except a
+        stored plan, the largest write, which clears every write).
+        """
+        with self._health_lock:
+            return {
+                "ok": not self._failing,
+                "failing": sorted(self._failing),
+                "last_ok_at": _iso(self._last_ok_at),
+                "last_error_at": _iso(self._last_error_at),
+                "last_error": self._last_error,
+            }
+
+    def _note(self, op: str, error: BaseException | None) -> None:
+        now = datetime.now(UTC)
+        with self._health_lock:
+            if error is None:
+                self._last_ok_at = now
+                self._failing.pop(op, None)
+                if op == "save_plan":  # a new plan stored: every smaller write works too
+                    self._failing = {k: v for k, v in self._failing.items() if k == "read"}
+            else:
+                self._last_error_at = now
+                self._last_error = self._failing[op] = f"{op}: {_describe(error)}"
+
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, op: str = "read") -> Iterator[Connection]:
         try:
             with self._engine.begin() as conn:
                 yield conn
         except IntegrityError:
+            self._note(op, None)  # the database answered: a constraint, not an outage
             raise
         except SQLAlchemyError as exc:
-            raise PlannerError(f"plan store failed: {type(exc).__name__}", transient=True) from exc
+            self._note(op, exc)
+            raise StoreError(f"plan store failed: {_describe(exc)}") from exc
+        self._note(op, None)
 
     # customers ---------------------------------------------------------------------------
 
     def ensure_customer(self, customer_id: str, *, now: datetime | None = None) -> None:
         t = self._t["customers"]
         moment = now or datetime.now(UTC)
-        with self._tx() as conn:
+        with self._tx("ensure_customer") as conn:
             exists = conn.execute(sa.select(t.c.id).where(t.c.id == customer_id)).first()
             if exists is None:
                 try:
@@ -320,7 +386,7 @@ class PlanStore:
 
     def record_success(self, customer_id: str, *, now: datetime, attempt_key: str) -> None:
         t = self._t["customers"]
-        with self._tx() as conn:
+        with self._tx("record_success") as conn:
             conn.execute(
                 t.update()
                 .where(t.c.id == customer_id)
@@ -346,7 +412,7 @@ class PlanStore:
     ) -> None:
         """Mark the customer failing; the message must not contain secrets."""
         t = self._t["customers"]
-        with self._tx() as conn:
+        with self._tx("record_failure") as conn:
             conn.execute(
                 t.update()
                 .where(t.c.id == customer_id)
@@ -453,7 +519,7 @@ class PlanStore:
         }
         created = True
         try:
-            with self._tx() as conn:
+            with self._tx("save_plan") as conn:
                 conn.execute(p.insert().values(**row))
         except IntegrityError:
             created = False
@@ -514,10 +580,36 @@ class PlanStore:
         now: datetime,
         replace: bool = False,
     ) -> DeviceState:
-        """Merge ``{device: {field: value}}`` into the stored state (or replace it)."""
+        """Merge ``{device: {field: value}}`` into the stored state (or replace it).
+
+        Writers in this process take turns; a writer of another process that wins the
+        compare-and-swap makes this one retry, a bounded number of times, before it raises
+        :class:`~wattplan.exceptions.ConflictError` (the caller may try again at once).
+        """
+        with self._state_lock(customer_id):
+            return self._update_device_state(customer_id, updates, now=now, replace=replace)
+
+    def _state_lock(self, customer_id: str) -> threading.Lock:
+        key = "" if self._sqlite else customer_id
+        with self._state_locks_guard:
+            lock = self._state_locks.get(key)
+            if lock is None:
+                lock = self._state_locks[key] = threading.Lock()
+            return lock
+
+    def _update_device_state(
+        self,
+        customer_id: str,
+        updates: Mapping[str, Mapping[str, Any]],
+        *,
+        now: datetime,
+        replace: bool,
+    ) -> DeviceState:
         s = self._t["states"]
-        for attempt in range(3):
-            with self._tx() as conn:
+        for attempt in range(_STATE_CAS_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+            with self._tx("update_device_state") as conn:
                 row = (
                     conn.execute(sa.select(s).where(s.c.customer_id == customer_id))
                     .mappings()
@@ -552,7 +644,18 @@ class PlanStore:
             logger.debug(
                 "device state of %s changed concurrently (attempt %d)", customer_id, attempt
             )
-        raise PlannerError(f"device state of customer {customer_id} kept changing; try again")
+        raise ConflictError(
+            f"device state of customer {customer_id} changed concurrently "
+            f"{_STATE_CAS_ATTEMPTS} times; try again"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """The kind of a database error, without its text (which may carry the URL)."""
+    orig = getattr(exc, "orig", None)
+    name = type(orig).__name__ if orig is not None else type(exc).__name__
+    code = getattr(orig, "sqlite_errorname", None)  # e.g. SQLITE_FULL, SQLITE_READONLY
+    return f"{name} ({code})" if code else name
 
 
 def _finite(value: float | None) -> float | None:
@@ -584,13 +687,16 @@ def _plan_from_row(row: Mapping[Any, Any]) -> StoredPlan:
 
 def _make_engine(url: str) -> Engine:
     try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise PlannerError("database url is not a valid SQLAlchemy URL") from exc
+        parsed = _db.parse_url(url, "database url")
+    except ValueError as exc:
+        raise PlannerError(str(exc)) from None
+    where = f"cannot open the plan store at {_db.shown(parsed)}"
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
-        if not memory and parsed.database and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _db.ensure_sqlite_folder(parsed)
+        except OSError as exc:
+            raise PlannerError(f"{where}: cannot create its folder ({_db.problem(exc)})") from exc
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -606,4 +712,7 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise PlannerError(f"{where}: {_db.problem(exc, parsed)}") from exc

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from wattplan.datasets import PRICE_ATTRIBUTION
+from wattplan.exceptions import ConfigurationError
 from wattplan.sandbox._config import DEFAULT_CLIENT_ID, DEMO_EMAIL, SandboxConfig
 
 __all__ = ["register"]
@@ -18,8 +19,9 @@ def register(subparsers: Any) -> None:
         help="serve the offline Nomos sandbox (a development tool)",
         description=(
             "Serve the offline Nomos sandbox: OAuth sign-in pages, token endpoint and the "
-            "read API with real day-ahead prices. A development tool: binds to loopback "
-            "unless --host says otherwise. One-time sign-in codes are printed to the log."
+            "read API with real day-ahead prices. A development tool: binds to loopback; "
+            "another --host needs --allow-remote, and then serves no control endpoints "
+            "unless --control asks for them. One-time sign-in codes are printed to the log."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
@@ -30,18 +32,34 @@ def register(subparsers: Any) -> None:
         help="do not revoke a grant when a rotated refresh token is replayed",
     )
     parser.add_argument(
-        "--no-control", action="store_true", help="do not serve the /_sandbox control endpoints"
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not loopback (the control endpoints are then off)",
+    )
+    parser.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the /_sandbox control endpoints, which sign anyone in (default: on "
+        "loopback only)",
     )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from wattplan.sandbox._server import serve
+    from wattplan.sandbox._server import is_loopback, serve
 
-    config = SandboxConfig(
-        strict_refresh_reuse=not args.lenient_refresh, control_endpoints=not args.no_control
-    )
-    with serve(config, host=args.host, port=args.port) as running:
+    loopback = is_loopback(args.host)
+    if not loopback and not args.allow_remote:
+        raise ConfigurationError(
+            f"--host {args.host} is not a loopback address: the sandbox is a development tool "
+            "whose control endpoints sign anyone in (auto-approve, headless consent, one-time "
+            "codes). Pass --allow-remote to serve it on the network (control endpoints then "
+            "off unless --control)"
+        )
+    control = loopback if args.control is None else args.control
+    config = SandboxConfig(strict_refresh_reuse=not args.lenient_refresh, control_endpoints=control)
+    with serve(config, host=args.host, port=args.port, allow_remote=args.allow_remote) as running:
         print(f"wattplan sandbox (development tool) on {running.base_url}", flush=True)
         print(
             f"  demo customer {DEMO_EMAIL}, client {DEFAULT_CLIENT_ID}; "
@@ -49,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"  day-ahead prices: {PRICE_ATTRIBUTION}", flush=True)
+        if not control:
+            print("  control endpoints (/_sandbox/...) are off", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from starlette.applications import Starlette
 
 from wattplan._http import BackgroundServer
+from wattplan.exceptions import ConfigurationError
 from wattplan.sandbox._app import DEVELOPMENT_WARNING, create_app
 from wattplan.sandbox._clock import SandboxClock
 from wattplan.sandbox._config import SandboxConfig
@@ -74,8 +75,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     clock: SandboxClock | None = None,
+    allow_remote: bool = False,
 ) -> Iterator[RunningSandbox]:
     """Serve a sandbox on ``host:port`` (port 0: a free one) for the ``with`` block.
+
+    A ``host`` that is not loopback needs ``allow_remote=True`` (a development tool with
+    fake customers and, unless ``config.control_endpoints`` is off, endpoints that sign
+    anyone in); otherwise :class:`~wattplan.exceptions.ConfigurationError`.
 
     Examples
     --------
@@ -83,11 +89,21 @@ def serve(
     >>> with serve() as sb:                                  # doctest: +SKIP
     ...     httpx.get(sb.base_url + "/.well-known/oauth-authorization-server")
     """
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigurationError(
+            f"sandbox host {host!r} is not a loopback address; pass allow_remote=True to "
+            "serve the development sandbox on the network"
+        )
     app = create_app(config, clock=clock)
     running = RunningSandbox(app, host, port)
     logger.warning(DEVELOPMENT_WARNING)
     if not is_loopback(host):
         logger.warning("wattplan sandbox: listening on %s, which is NOT loopback", host)
+        if app.state.sandbox.config.control_endpoints:
+            logger.warning(
+                "wattplan sandbox: the /_sandbox control endpoints (sign-in shortcuts) are "
+                "reachable from the network"
+            )
     running.start()
     logger.info("wattplan sandbox serving on %s", running.base_url)
     try:

@@ -1,0 +1,5 @@
+"""Alembic environment of the store migrations."""
+
+from wattplan.migrations._env import run
+
+run()

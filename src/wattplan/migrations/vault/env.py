@@ -1,0 +1,5 @@
+"""Alembic environment of the vault migrations."""
+
+from wattplan.migrations._env import run
+
+run()

@@ -1,0 +1,1 @@
+"""Revisions of the token vault, oldest first."""
