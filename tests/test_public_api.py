@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import wattplan
 
@@ -48,3 +50,41 @@ def test_top_level_import_is_light() -> None:
     loaded = _modules_loaded_by("import wattplan")
     assert "httpx" not in loaded
     assert "apscheduler" not in loaded
+
+
+def _wattplan_imports(package: str) -> dict[str, set[str]]:
+    """Every ``wattplan.*`` module each file of ``package`` imports (read from its source)."""
+    root = Path(wattplan.__file__).parent / package
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[str(path.relative_to(root.parent))] = {n for n in names if n.startswith("wattplan")}
+    assert found, f"no sources found for wattplan.{package}"
+    return found
+
+
+def _imports_of(package: str, other: str) -> dict[str, set[str]]:
+    hits = {
+        file: {n for n in names if n == f"wattplan.{other}" or n.startswith(f"wattplan.{other}.")}
+        for file, names in _wattplan_imports(package).items()
+    }
+    return {file: names for file, names in hits.items() if names}
+
+
+def test_forecast_and_optimizer_do_not_import_each_other() -> None:
+    assert _imports_of("forecast", "optimizer") == {}
+    assert _imports_of("optimizer", "forecast") == {}
+
+
+def test_forecast_is_pure() -> None:
+    loaded = _modules_loaded_by("import wattplan.forecast")
+    for forbidden in ("httpx", "apscheduler", "sqlalchemy", "starlette", "uvicorn", "paho"):
+        assert forbidden not in loaded, f"wattplan.forecast imported {forbidden}"
+    for edge in ("nomos", "planner", "auth", "sandbox", "optimizer"):
+        assert _imports_of("forecast", edge) == {}, edge

@@ -1,9 +1,9 @@
 """wattplan: load-shifting optimization for households on dynamic electricity tariffs.
 
 The optimizer names are imported eagerly (the core has no I/O dependencies); the
-edges (Nomos client, sandbox, auth, planner) are imported on first use, so that
-``import wattplan`` stays light and ``wattplan.optimizer`` never loads httpx or
-APScheduler.
+edges (Nomos client, sandbox, auth, planner) and the forecasts are imported on first
+use, so that ``import wattplan`` stays light and ``wattplan.optimizer`` never loads
+httpx or APScheduler.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ _LAZY: dict[str, str] = {
     "BacktestResult": "wattplan.backtest",
     "backtest_ev_battery": "wattplan.backtest",
     "cheapest_hours_schedule": "wattplan.backtest",
+    "BaseLoadForecast": "wattplan.forecast",
+    "day_ahead_base_load": "wattplan.forecast",
+    "forecast_base_load": "wattplan.forecast",
     "Planner": "wattplan.planner",
     "PlanStore": "wattplan.planner",
 }

@@ -13,6 +13,7 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
     ├── ConfigurationError            settings missing or invalid (e.g. no encryption key)
     ├── ScenarioError                 invalid scenario input; names the key and the reason
     │   └── PriceDataError            prices missing, with holes, or not covering the horizon
+    ├── ForecastInputError            invalid metered history or window; names the field or row
     ├── OptimizationError             the solver failed (not: the plan has a shortfall)
     │   └── SolverTimeoutError        no solution within the time limit   [transient]
     ├── NomosError                    anything about the Nomos API
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ForbiddenError",
+    "ForecastInputError",
     "GrantNotFoundError",
     "InvalidGrantError",
     "MalformedResponseError",
@@ -119,6 +121,19 @@ class ScenarioError(WattplanError, ValueError):
 
 class PriceDataError(ScenarioError):
     """Prices are missing, have holes, are not tz-aware or do not cover the horizon."""
+
+
+class ForecastInputError(WattplanError, ValueError):
+    """The metered history or the window given to a forecast is invalid.
+
+    ``key`` names the field, column or row (``start``, ``kwh``, ``row 7``) and ``reason``
+    says what is wrong with it.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
 
 
 class OptimizationError(WattplanError):
