@@ -24,6 +24,7 @@ import enum
 import hashlib
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import Token
+from wattplan.auth._marker import INTENT, SENT, Marker, current_holder, holder_is_dead
 from wattplan.exceptions import (
+    GrantConflictError,
     GrantNotFoundError,
     ReauthorizationRequiredError,
     StateMismatchError,
@@ -151,7 +154,7 @@ class AuthorizationSession:
         )
 
 
-def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
+def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table, sa.Table]:
     tz = sa.DateTime(timezone=True)
     grants = sa.Table(
         f"{prefix}grants",
@@ -187,7 +190,14 @@ def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
         sa.Column("expires_at", tz, nullable=False),
         sa.Column("used_at", tz, nullable=True),
     )
-    return grants, sessions
+    # the vault's identity: a random fingerprint and where it was made ("home")
+    meta = sa.Table(
+        f"{prefix}vault_meta",
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    return grants, sessions, meta
 
 
 class TokenVault:
@@ -223,8 +233,10 @@ class TokenVault:
         if self._is_sqlite:
             _install_sqlite_hooks(self._engine)
         self._metadata = sa.MetaData()
-        self._grants, self._sessions = _tables(self._metadata, table_prefix)
+        self._grants, self._sessions, self._meta = _tables(self._metadata, table_prefix)
         self._schema_ready = False
+        self._fingerprint: str | None = None
+        self._copy_of: str | None = None
         self._schema_lock = threading.Lock()
 
     @classmethod
@@ -268,7 +280,115 @@ class TokenVault:
                 except sa.exc.DBAPIError as exc:  # a parallel process created them first
                     if attempt == 2:
                         raise TokenVaultError("could not create the vault's tables") from exc
+            self._check_home()
             self._schema_ready = True
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The vault's random identity (kept by copies of it); ``None`` before first use."""
+        self.create_tables()
+        return self._fingerprint
+
+    @property
+    def is_copy(self) -> bool:
+        """True when this vault was made elsewhere and copied here (see :meth:`adopt`).
+
+        A copy hands out stored tokens but refuses to refresh customers' grants
+        (:class:`~wattplan.exceptions.GrantConflictError`): the original may be refreshing
+        them with the same rotating refresh tokens.
+        """
+        self.create_tables()
+        return self._copy_of is not None
+
+    def adopt(self) -> None:
+        """Make this copy the vault's home, once the original is retired for good.
+
+        Only then may it refresh grants. If the original refreshed a grant after the copy
+        was taken, that grant's refresh token here is stale and it needs a new consent.
+        """
+        self.create_tables()
+        with self._write() as conn:
+            here = self._location(conn)
+            m = self._meta
+            conn.execute(m.delete().where(m.c.key == "home"))
+            conn.execute(m.insert().values(key="home", value=here or ""))
+        if self._copy_of is not None:
+            logger.warning("vault %s adopted at its new home", self._copy_of[:8])
+        self._copy_of = None
+
+    def _location(self, conn: Connection) -> str | None:
+        """Where this vault's data lives: a copy elsewhere answers differently."""
+        if self._is_sqlite:
+            database = self._engine.url.database
+            if not database or database == ":memory:" or database.startswith("file:"):
+                return None
+            try:  # the file's inode: kept by renames and in-place writes, new for a copy
+                return f"sqlite-inode:{Path(database).expanduser().stat().st_ino}"
+            except OSError:
+                return None
+        if self._engine.dialect.name == "postgresql":
+            system_id = None
+            try:  # the cluster's identity (a restore into another cluster differs)
+                with conn.begin_nested():
+                    system_id = conn.execute(
+                        sa.text("SELECT system_identifier FROM pg_control_system()")
+                    ).scalar()
+            except sa.exc.DBAPIError:
+                system_id = None  # not allowed for this role: the database name must do
+            database = conn.execute(sa.text("SELECT current_database()")).scalar()
+            return f"postgresql:{system_id or ''}:{database}"
+        return None
+
+    def _check_home(self) -> None:
+        """Record the vault's identity on first use; later, notice if it was copied."""
+        m = self._meta
+        for attempt in range(2):
+            try:
+                with self._engine.connect() as conn:
+                    if self._is_sqlite:
+                        conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                    with conn.begin():
+                        rows = {k: v for k, v in conn.execute(sa.select(m.c.key, m.c.value)).all()}
+                        here = self._location(conn)
+                        if "fingerprint" not in rows:
+                            rows["fingerprint"] = uuid.uuid4().hex
+                            conn.execute(
+                                m.insert(),
+                                [
+                                    {"key": "fingerprint", "value": rows["fingerprint"]},
+                                    {"key": "home", "value": here or ""},
+                                ],
+                            )
+                        elif here and not rows.get("home"):
+                            conn.execute(m.delete().where(m.c.key == "home"))
+                            conn.execute(m.insert().values(key="home", value=here))
+                        elif here and rows["home"] != here:
+                            self._copy_of = rows["fingerprint"]
+                            logger.warning(
+                                "vault %s is a copy made elsewhere: it will not refresh "
+                                "customers' grants (stop the other planner, or adopt the copy)",
+                                self._copy_of[:8],
+                            )
+                        self._fingerprint = rows["fingerprint"]
+                return
+            except sa.exc.IntegrityError as exc:  # another process recorded it first
+                if attempt == 1:
+                    raise TokenVaultError("could not record the vault's identity") from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise TokenVaultError(
+                    f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
+                ) from exc
+
+    def _conflict(self, client_id: str, customer_id: str) -> GrantConflictError:
+        fingerprint = (self._copy_of or "")[:8]
+        return GrantConflictError(
+            f"the grant of client {client_id!r} for customer {customer_id!r} is not refreshed "
+            f"here: this vault is a copy of vault {fingerprint} made elsewhere, and a second "
+            "planner refreshing the same grant would get it revoked for both; stop the other "
+            "planner, or adopt this copy (TokenVault.adopt) once the original is retired",
+            client_id=client_id,
+            customer_id=customer_id,
+        )
 
     def drop_tables(self) -> None:
         """Drop the vault's tables (tests and tear-down only)."""
@@ -284,7 +404,9 @@ class TokenVault:
             with self._engine.connect() as conn, conn.begin():
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise TokenVaultError(f"token vault read failed ({type(exc).__name__})") from exc
+            raise TokenVaultError(
+                f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -297,7 +419,9 @@ class TokenVault:
                 with conn.begin():
                     yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise TokenVaultError(f"token vault write failed ({type(exc).__name__})") from exc
+            raise TokenVaultError(
+                f"token vault write failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
 
     def _select_locked(self, conn: Connection, client_id: str, customer_id: str) -> Any:
         g = self._grants
@@ -526,14 +650,20 @@ class TokenVault:
                 )
             grant = self._to_grant(row)
             g = self._grants
+            if grant.kind is GrantKind.AUTHORIZATION_CODE and self._copy_of is not None:
+                raise self._conflict(client_id, customer_id)
+            marker = Marker.parse(row["refresh_attempt"])
             if grant.status is not GrantStatus.ACTIVE:
                 dead_reason = grant.reauthorization_reason or grant.status.value
-            elif row["refresh_attempt"] is not None:
+            elif marker is not None:
                 lease_until = _aware(row["refresh_lease_until"])
-                if lease_until is not None and lease_until > now:
+                holder_gone = holder_is_dead(marker.holder)
+                if lease_until is not None and lease_until > now and not holder_gone:
                     return RefreshClaim("busy", grant, busy_until=lease_until)
-                if grant.kind is GrantKind.AUTHORIZATION_CODE:
+                if grant.kind is GrantKind.AUTHORIZATION_CODE and marker.sent:
                     # An earlier refresh died after sending: its refresh token may be rotated.
+                    # The marker stays, so that its holder (if it lives on after all) can
+                    # still store the new pair it holds in memory.
                     dead_reason = "refresh_interrupted"
                     conn.execute(
                         g.update()
@@ -546,18 +676,34 @@ class TokenVault:
                         )
                     )
                     logger.warning(
-                        "grant of client %s customer %s: an earlier refresh never finished; "
-                        "marked reauthorization_required",
+                        "grant of client %s customer %s: an earlier refresh never finished "
+                        "after its request was sent; marked reauthorization_required",
                         client_id,
                         customer_id,
+                    )
+                else:
+                    # It died before its request left (or it needs no rotation): the server
+                    # never saw it, so the grant is refreshed again as if nothing happened.
+                    logger.info(
+                        "grant of client %s customer %s: an earlier refresh stopped before "
+                        "sending (%s); it is taken over",
+                        client_id,
+                        customer_id,
+                        "holder gone" if holder_gone else "lease over",
+                    )
+                    conn.execute(
+                        g.update()
+                        .where(g.c.id == row["id"])
+                        .values(refresh_attempt=None, refresh_lease_until=None)
                     )
             if dead_reason is None:
                 if not needs_refresh(grant):
                     return RefreshClaim("fresh", grant)
+                mine = Marker(phase=INTENT, attempt=attempt_id, holder=current_holder())
                 conn.execute(
                     g.update()
                     .where(g.c.id == row["id"])
-                    .values(refresh_attempt=attempt_id, refresh_lease_until=now + lease)
+                    .values(refresh_attempt=mine.format(), refresh_lease_until=now + lease)
                 )
         if dead_reason is not None:
             raise ReauthorizationRequiredError(
@@ -567,6 +713,27 @@ class TokenVault:
                 customer_id=customer_id,
             )
         return RefreshClaim("claimed", grant)
+
+    def mark_refresh_sent(self, *, client_id: str, customer_id: str, attempt_id: str) -> None:
+        """Under the row lock: record that attempt ``attempt_id`` is about to send its request.
+
+        Called just before the first byte of the refresh request goes out. Raises
+        :class:`TokenVaultError` when the marker is no longer ours (then the request must
+        not be sent) or the write fails (likewise).
+        """
+        g = self._grants
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            marker = Marker.parse(row["refresh_attempt"]) if row is not None else None
+            if row is None or marker is None or marker.attempt != attempt_id:
+                raise TokenVaultError(
+                    f"the refresh of the grant of client {client_id!r} for customer "
+                    f"{customer_id!r} was taken over by another process; not sent"
+                )
+            sent = Marker(phase=SENT, attempt=attempt_id, holder=marker.holder)
+            conn.execute(
+                g.update().where(g.c.id == row["id"]).values(refresh_attempt=sent.format())
+            )
 
     def complete_refresh(
         self, *, client_id: str, customer_id: str, attempt_id: str, token: Token
@@ -580,7 +747,7 @@ class TokenVault:
         g = self._grants
         with self._write() as conn:
             row = self._select_locked(conn, client_id, customer_id)
-            if row is None or row["refresh_attempt"] != attempt_id:
+            if row is None or not _holds(row, attempt_id):
                 raise TokenVaultError(
                     f"the grant of client {client_id!r} for customer {customer_id!r} changed "
                     "while it was being refreshed; the new tokens were not stored"
@@ -613,7 +780,7 @@ class TokenVault:
         g = self._grants
         with self._write() as conn:
             row = self._select_locked(conn, client_id, customer_id)
-            if row is None or row["refresh_attempt"] != attempt_id:
+            if row is None or not _holds(row, attempt_id):
                 return
             values: dict[str, Any] = {
                 "refresh_attempt": None,
@@ -719,6 +886,18 @@ class TokenVault:
             created_at=created,
             expires_at=expires,
         )
+
+
+def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
+    """A lost connection, a locked database, a server going away: worth trying again."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+
+
+def _holds(row: Any, attempt_id: str) -> bool:
+    marker = Marker.parse(row["refresh_attempt"])
+    return marker is not None and marker.attempt == attempt_id
 
 
 def _make_engine(url: str) -> Engine:
