@@ -1,10 +1,9 @@
-"""Faults around grants and signatures: crashes and database blips during a refresh, a
-second planner on a copied vault, hostile signature headers, odd client credentials.
+"""Hostile signature headers and odd client credentials.
 
-Each case here broke something before: a crash before the refresh request left the grant
-needing a new consent and made the next process wait two minutes, a failed write dropped
-a freshly rotated token pair, two copies of one vault revoked each other's grant, a
-non-ASCII signature raised, and the two Basic encoders disagreed.
+Each case here broke something before: a non-ASCII signature raised instead of failing the
+check, and the OAuth client and the Nomos client encoded Basic credentials differently.
+Crashes and database blips during a refresh and copied vaults are in
+``tests/auth/test_refresh_faults.py`` (they need the auth fixtures).
 """
 
 from __future__ import annotations
