@@ -286,3 +286,22 @@ def test_a_copy_adopted_after_the_original_is_retired_refreshes(
     reopened = _sqlite_vault(tmp_path / "b" / "restored.sqlite3", encryption_key)
     assert not reopened.is_copy
     reopened.close()
+
+
+def test_a_late_write_does_not_bring_a_disconnected_grant_back(
+    fake_as: FakeAS, vault: TokenVault
+) -> None:
+    server, _ = fake_as
+    connect(server, vault, "c1", expired=True)
+    assert _claim(vault, "dddddddddddddddd") == "claimed"
+    grant = vault.get_grant(client_id=CLIENT_ID, customer_id="c1")
+    vault.set_status(client_id=CLIENT_ID, customer_id="c1", status=GrantStatus.REVOKED)
+    assert grant.token is not None
+    with pytest.raises(TokenVaultError, match="not stored"):
+        vault.complete_refresh(
+            client_id=CLIENT_ID, customer_id="c1", attempt_id="dddddddddddddddd", token=grant.token
+        )
+    revoked = vault.get_grant(client_id=CLIENT_ID, customer_id="c1")
+    assert revoked.status is GrantStatus.REVOKED
+    assert revoked.token is None
+    assert not revoked.refresh_in_flight

@@ -9,11 +9,17 @@ a ``version`` that grows by one with each new token pair (compare-and-swap), a `
 The marker is what makes refreshes single-flight across threads and processes *and*
 crash-safe. It is claimed and cleared under a row lock (``SELECT … FOR UPDATE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and committed before the refresh request is
-sent, so it outlives a crash. Whoever finds a marker whose lease has run out knows that
-an earlier refresh died between sending and committing: the server may already have
-rotated the refresh token we hold, so the grant is marked ``reauthorization_required``
-instead of being refreshed again with a token that may be dead (which strict servers
-punish by revoking the whole grant).
+sent, so it outlives a crash. It goes through two phases (see ``_marker.py``): *intent*
+when claimed, *sent* just before the request's first byte leaves. Whoever finds the marker
+of a dead attempt (its lease ran out, or its process on this host has ended) takes it over
+if it never reached *sent*: the server cannot have seen it. After *sent* the server may
+already have rotated the refresh token we hold, so the grant is marked
+``reauthorization_required`` instead of being refreshed again with a token that may be
+dead (which strict servers punish by revoking the whole grant).
+
+The vault also knows its own identity (a random fingerprint and where it was made). A copy
+of it (a copied SQLite file, a database restored elsewhere) refuses to refresh customers'
+grants: two planners on two copies would present one rotating refresh token twice.
 
 The table and column layout is private; use the methods.
 """
@@ -606,7 +612,13 @@ class TokenVault:
                 "updated_at": now,
             }
             if status is GrantStatus.REVOKED:
-                values.update(access_token_enc=None, refresh_token_enc=None, expires_at=None)
+                values.update(
+                    access_token_enc=None,
+                    refresh_token_enc=None,
+                    expires_at=None,
+                    refresh_attempt=None,
+                    refresh_lease_until=None,
+                )
             conn.execute(self._grants.update().where(self._grants.c.id == row["id"]).values(values))
         logger.info(
             "grant of client %s customer %s is now %s", client_id, customer_id, status.value
@@ -747,7 +759,11 @@ class TokenVault:
         g = self._grants
         with self._write() as conn:
             row = self._select_locked(conn, client_id, customer_id)
-            if row is None or not _holds(row, attempt_id):
+            if (
+                row is None
+                or not _holds(row, attempt_id)
+                or row["status"] == GrantStatus.REVOKED.value  # disconnected meanwhile
+            ):
                 raise TokenVaultError(
                     f"the grant of client {client_id!r} for customer {customer_id!r} changed "
                     "while it was being refreshed; the new tokens were not stored"
