@@ -305,3 +305,19 @@ def test_a_late_write_does_not_bring_a_disconnected_grant_back(
     assert revoked.status is GrantStatus.REVOKED
     assert revoked.token is None
     assert not revoked.refresh_in_flight
+
+
+def test_a_read_only_vault_stays_readable(
+    fake_as: FakeAS, tmp_path: Path, encryption_key: str
+) -> None:
+    server, _ = fake_as
+    path = tmp_path / "vault.sqlite3"
+    writable = _sqlite_vault(path, encryption_key)
+    connect(server, writable, "c1")
+    writable.close()
+    read_only = TokenVault(
+        f"sqlite:///file:{path}?mode=ro&uri=true", cipher=TokenCipher(encryption_key)
+    )
+    assert read_only.get_grant(client_id=CLIENT_ID, customer_id="c1").status is GrantStatus.ACTIVE
+    assert read_only.fingerprint is not None and not read_only.is_copy
+    read_only.close()

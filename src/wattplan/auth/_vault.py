@@ -346,44 +346,58 @@ class TokenVault:
         return None
 
     def _check_home(self) -> None:
-        """Record the vault's identity on first use; later, notice if it was copied."""
+        """Record the vault's identity on first use; later, notice if it was copied.
+
+        Only reads unless something is missing, so that a vault the process may only read
+        stays readable (without a recorded identity, copies of it are not recognised).
+        """
         m = self._meta
-        for attempt in range(2):
-            try:
-                with self._engine.connect() as conn:
-                    if self._is_sqlite:
-                        conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-                    with conn.begin():
-                        rows = {k: v for k, v in conn.execute(sa.select(m.c.key, m.c.value)).all()}
-                        here = self._location(conn)
-                        if "fingerprint" not in rows:
-                            rows["fingerprint"] = uuid.uuid4().hex
-                            conn.execute(
-                                m.insert(),
-                                [
-                                    {"key": "fingerprint", "value": rows["fingerprint"]},
-                                    {"key": "home", "value": here or ""},
-                                ],
-                            )
-                        elif here and not rows.get("home"):
-                            conn.execute(m.delete().where(m.c.key == "home"))
-                            conn.execute(m.insert().values(key="home", value=here))
-                        elif here and rows["home"] != here:
-                            self._copy_of = rows["fingerprint"]
-                            logger.warning(
-                                "vault %s is a copy made elsewhere: it will not refresh "
-                                "customers' grants (stop the other planner, or adopt the copy)",
-                                self._copy_of[:8],
-                            )
-                        self._fingerprint = rows["fingerprint"]
-                return
-            except sa.exc.IntegrityError as exc:  # another process recorded it first
-                if attempt == 1:
-                    raise TokenVaultError("could not record the vault's identity") from exc
-            except sa.exc.SQLAlchemyError as exc:
-                raise TokenVaultError(
-                    f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
-                ) from exc
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                rows = _meta_rows(conn, m)
+                here = self._location(conn)
+            if "fingerprint" not in rows or (here and not rows.get("home")):
+                rows = self._record_home(rows, here)
+            elif here and rows["home"] != here:
+                self._copy_of = rows["fingerprint"]
+                logger.warning(
+                    "vault %s is a copy made elsewhere: it will not refresh customers' "
+                    "grants (stop the other planner, or adopt the copy)",
+                    self._copy_of[:8],
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise TokenVaultError(
+                f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
+        self._fingerprint = rows.get("fingerprint")
+
+    def _record_home(self, seen: dict[str, str], here: str | None) -> dict[str, str]:
+        m = self._meta
+        try:
+            with self._engine.connect() as conn:
+                if self._is_sqlite:
+                    conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                with conn.begin():  # re-read under the write lock: another process may be first
+                    rows = _meta_rows(conn, m)
+                    if "fingerprint" not in rows:
+                        rows["fingerprint"] = uuid.uuid4().hex
+                        conn.execute(
+                            m.insert().values(key="fingerprint", value=rows["fingerprint"])
+                        )
+                    if here and not rows.get("home"):
+                        rows["home"] = here
+                        conn.execute(m.delete().where(m.c.key == "home"))
+                        conn.execute(m.insert().values(key="home", value=here))
+            return rows
+        except sa.exc.IntegrityError:  # recorded by a parallel process (PostgreSQL)
+            with self._engine.connect() as conn, conn.begin():
+                return _meta_rows(conn, m)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning(
+                "could not record the vault's identity (%s); copies of it are not recognised",
+                type(exc).__name__,
+            )
+            return seen
 
     def _conflict(self, client_id: str, customer_id: str) -> GrantConflictError:
         fingerprint = (self._copy_of or "")[:8]
@@ -902,6 +916,10 @@ class TokenVault:
             created_at=created,
             expires_at=expires,
         )
+
+
+def _meta_rows(conn: Connection, meta: sa.Table) -> dict[str, str]:
+    return {str(row[0]): str(row[1]) for row in conn.execute(sa.select(meta.c.key, meta.c.value))}
 
 
 def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
