@@ -219,6 +219,44 @@ def test_a_long_outage_keeps_the_pair_in_memory_until_the_next_call(
     assert server.token_requests == 1
 
 
+class CutBeforeSending(httpx.HTTPTransport):
+    """The database connection drops after the refresh was claimed, before it is sent."""
+
+    def __init__(self, proxy: CuttableProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.cuts = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token") and self.cuts == 0:
+            self.cuts += 1
+            self.proxy.cut()
+        return super().handle_request(request)
+
+
+@pytest.mark.postgres
+def test_a_blip_before_sending_sends_nothing_and_the_next_call_refreshes(
+    fake_as: FakeAS, proxied_vault: tuple[TokenVault, CuttableProxy], fake_config: OAuthConfig
+) -> None:
+    server, base_url = fake_as
+    vault, proxy = proxied_vault
+    connect(server, vault, "c1", expired=True)
+    manager = TokenManager(
+        config=fake_config, vault=vault, http=httpx.Client(transport=CutBeforeSending(proxy))
+    )
+    with pytest.raises(TokenVaultError) as info:
+        manager.get_token("c1")
+    assert info.value.transient
+    assert server.token_requests == 0  # the refresh did not leave: it could not be marked
+    proxy.restore()
+    # the marker it left behind is known here to be over and unsent: no lease to wait for
+    grant = manager.get_token("c1")
+    assert grant.status is GrantStatus.ACTIVE
+    assert server.refreshes_served == 1
+    assert server.reuse_detected == 0
+    assert get_me(manager, base_url, "c1").status_code == 200
+
+
 # -- a second planner on a copy of the vault ---------------------------------------------------
 
 

@@ -519,10 +519,15 @@ class TokenManager:
                     token=token,
                 )
             except TokenVaultError as exc:
-                if not exc.transient:  # the marker is no longer ours: the pair is of no use
+                if not exc.transient:
                     with self._unstored_lock:
                         self._unstored.pop(customer_id, None)
-                    raise
+                    if self._stored_already(customer_id, token):
+                        # the earlier try committed, only its answer was lost
+                        return self.vault.get_grant(
+                            client_id=self.client_id, customer_id=customer_id
+                        )
+                    raise  # the marker is no longer ours: the pair is of no use
                 if attempt == self.store_retries:
                     with self._unstored_lock:
                         self._unstored[customer_id] = (attempt_id, token)
@@ -545,6 +550,15 @@ class TokenManager:
                     self._unstored.pop(customer_id, None)
                 return new
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stored_already(self, customer_id: str, token: Token) -> bool:
+        try:
+            grant = self.vault.get_grant(client_id=self.client_id, customer_id=customer_id)
+        except (TokenVaultError, GrantNotFoundError):
+            return False
+        return grant.token is not None and secrets.compare_digest(
+            grant.token.access_token.get_secret_value(), token.access_token.get_secret_value()
+        )
 
     def _store_unstored(self, customer_id: str) -> Grant | None:
         """Write a pair kept in memory after a vault failure; ``None`` if there is none."""

@@ -20,10 +20,18 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Marker", "current_holder", "holder_is_dead"]
+__all__ = [
+    "Marker",
+    "attempt_ended",
+    "attempt_started",
+    "current_holder",
+    "holder_is_dead",
+    "is_orphaned",
+]
 
 INTENT = "i"
 SENT = "s"
@@ -123,3 +131,29 @@ def holder_is_dead(holder: str | None) -> bool:
     if now_ticks is None:
         return True  # no such process any more
     return bool(ticks) and bool(now_ticks) and now_ticks != ticks  # the pid was reused
+
+
+# The attempts this process is running (claimed, not yet stored or abandoned). A marker of
+# this process whose attempt is not here was left by a refresh that failed on its way out
+# (e.g. the vault went away while it tried to clear the marker): no need to wait its lease.
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+def attempt_started(attempt: str) -> None:
+    with _live_lock:
+        _live.add(attempt)
+
+
+def attempt_ended(attempt: str) -> None:
+    with _live_lock:
+        _live.discard(attempt)
+
+
+def is_orphaned(marker: Marker) -> bool:
+    """True when the marker's attempt is known to be over: its process ended, or it is
+    this process's and no longer running here."""
+    if marker.holder is not None and marker.holder == current_holder():
+        with _live_lock:
+            return marker.attempt not in _live
+    return holder_is_dead(marker.holder)

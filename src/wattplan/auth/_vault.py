@@ -45,7 +45,15 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import Token
-from wattplan.auth._marker import INTENT, SENT, Marker, current_holder, holder_is_dead
+from wattplan.auth._marker import (
+    INTENT,
+    SENT,
+    Marker,
+    attempt_ended,
+    attempt_started,
+    current_holder,
+    is_orphaned,
+)
 from wattplan.exceptions import (
     GrantConflictError,
     GrantNotFoundError,
@@ -683,7 +691,7 @@ class TokenVault:
                 dead_reason = grant.reauthorization_reason or grant.status.value
             elif marker is not None:
                 lease_until = _aware(row["refresh_lease_until"])
-                holder_gone = holder_is_dead(marker.holder)
+                holder_gone = is_orphaned(marker)
                 if lease_until is not None and lease_until > now and not holder_gone:
                     return RefreshClaim("busy", grant, busy_until=lease_until)
                 if grant.kind is GrantKind.AUTHORIZATION_CODE and marker.sent:
@@ -731,6 +739,7 @@ class TokenVault:
                     .where(g.c.id == row["id"])
                     .values(refresh_attempt=mine.format(), refresh_lease_until=now + lease)
                 )
+                attempt_started(attempt_id)
         if dead_reason is not None:
             raise ReauthorizationRequiredError(
                 f"the grant of client {client_id!r} for customer {customer_id!r} needs a new "
@@ -778,6 +787,7 @@ class TokenVault:
                 or not _holds(row, attempt_id)
                 or row["status"] == GrantStatus.REVOKED.value  # disconnected meanwhile
             ):
+                attempt_ended(attempt_id)
                 raise TokenVaultError(
                     f"the grant of client {client_id!r} for customer {customer_id!r} changed "
                     "while it was being refreshed; the new tokens were not stored"
@@ -795,7 +805,9 @@ class TokenVault:
                     updated_at=now,
                 )
             )
-        return self.get_grant(client_id=client_id, customer_id=customer_id)
+            stored = self._select_locked(conn, client_id, customer_id)  # read in the same commit
+        attempt_ended(attempt_id)
+        return self._to_grant(stored)
 
     def abandon_refresh(
         self,
@@ -805,22 +817,29 @@ class TokenVault:
         attempt_id: str,
         reauthorization_reason: str | None = None,
     ) -> None:
-        """Under the row lock: drop our marker; with a reason, mark the grant dead too."""
+        """Under the row lock: drop our marker; with a reason, mark the grant dead too.
+
+        If the write fails, the marker stays, and this process treats it as an ended
+        attempt at once (by its phase: taken over if unsent, re-consent if sent).
+        """
         now = self._clock()
         g = self._grants
-        with self._write() as conn:
-            row = self._select_locked(conn, client_id, customer_id)
-            if row is None or not _holds(row, attempt_id):
-                return
-            values: dict[str, Any] = {
-                "refresh_attempt": None,
-                "refresh_lease_until": None,
-                "updated_at": now,
-            }
-            if reauthorization_reason is not None:
-                values["status"] = GrantStatus.REAUTHORIZATION_REQUIRED.value
-                values["reauthorization_reason"] = reauthorization_reason
-            conn.execute(g.update().where(g.c.id == row["id"]).values(values))
+        try:
+            with self._write() as conn:
+                row = self._select_locked(conn, client_id, customer_id)
+                if row is None or not _holds(row, attempt_id):
+                    return
+                values: dict[str, Any] = {
+                    "refresh_attempt": None,
+                    "refresh_lease_until": None,
+                    "updated_at": now,
+                }
+                if reauthorization_reason is not None:
+                    values["status"] = GrantStatus.REAUTHORIZATION_REQUIRED.value
+                    values["reauthorization_reason"] = reauthorization_reason
+                conn.execute(g.update().where(g.c.id == row["id"]).values(values))
+        finally:
+            attempt_ended(attempt_id)
 
     # -- pending authorizations (state + PKCE verifier, kept server-side) ---------------
 
