@@ -130,6 +130,30 @@ def test_an_attempt_of_another_host_is_taken_over_after_its_lease_only_if_unsent
     later.close()
 
 
+def test_waiting_for_a_live_refresh_elsewhere_is_bounded_and_transient(
+    fake_as: FakeAS, vault: TokenVault, fake_config: OAuthConfig
+) -> None:
+    server, _ = fake_as
+    connect(server, vault, "c1", expired=True)
+    g = vault._grants
+    with vault.engine.begin() as conn:  # a refresh under way on another host
+        conn.execute(
+            g.update()
+            .where(g.c.customer_id == "c1")
+            .values(
+                refresh_attempt="s:0123456789abcdef:ffffffff.4242.17",
+                refresh_lease_until=datetime.now(UTC) + timedelta(minutes=2),
+            )
+        )
+    manager = TokenManager(config=fake_config, vault=vault, refresh_wait=timedelta(seconds=0.2))
+    with pytest.raises(TokenVaultError, match="still running") as info:
+        manager.get_token("c1")
+    assert info.value.transient  # the pass reports it and moves on; nothing is marked
+    grant = vault.get_grant(client_id=CLIENT_ID, customer_id="c1")
+    assert grant.status is GrantStatus.ACTIVE
+    assert server.token_requests == 0
+
+
 # -- the vault fails while the new pair is in memory -----------------------------------------
 
 
