@@ -34,7 +34,8 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
     │   ├── StateMismatchError        callback state unknown, replayed or expired
     │   ├── ReauthorizationRequiredError   the grant is dead: send the customer to consent again
     │   ├── GrantNotFoundError        no stored grant for this client and customer
-    │   └── TokenVaultError           the token store failed (database, decryption)
+    │   ├── TokenVaultError           the token store failed (database, decryption)
+    │   └── GrantConflictError        a second writer on one grant (a copied vault)
     └── PlannerError                  the planner process (store, sinks, scheduling)
         ├── AccessError               a caller may not see or change this customer's data
         ├── StoreError                the plan store is unreachable, full or read-only [transient]
@@ -54,6 +55,7 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "ForecastInputError",
+    "GrantConflictError",
     "GrantNotFoundError",
     "InvalidGrantError",
     "MalformedResponseError",
@@ -275,6 +277,21 @@ class GrantNotFoundError(AuthError):
 
 class TokenVaultError(AuthError):
     """The token store failed (database error, undecryptable row, wrong key)."""
+
+
+class GrantConflictError(AuthError):
+    """A second writer on one grant: this vault is a copy of another one.
+
+    Refreshing a grant from two copies of one vault would present the same rotating
+    refresh token twice, and the server then revokes the grant for both. The copy refuses
+    to refresh; stop the second planner, or adopt the copy once the original is retired
+    (:meth:`~wattplan.auth.TokenVault.adopt`). Carries ``client_id`` and ``customer_id``.
+    """
+
+    def __init__(self, message: str, *, client_id: str, customer_id: str) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+        self.customer_id = customer_id
 
 
 class PlannerError(WattplanError):

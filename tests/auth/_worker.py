@@ -3,7 +3,9 @@
 Modes: ``burst`` (print ``ready``, wait for a line on stdin, then ``threads`` requests
 at once; prints one JSON line with the status codes and errors) and
 ``crash_after_token_response`` (refresh, and die with os._exit as soon as the token
-answer has arrived, before it is committed).
+answer has arrived, before it is committed) and ``hang_before_send`` (refresh, print
+``sending`` when the token request is about to be sent, and hang there, as a connection
+that does not come up would, until the test kills the process).
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ class _DieAfterTokenResponse(httpx.BaseTransport):
         return response
 
 
+class _HangBeforeSend(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            print("sending", flush=True)
+            sys.stdin.readline()  # the test kills the process meanwhile
+        return super().handle_request(request)
+
+
 def main(spec: dict[str, Any]) -> int:
     offset = timedelta(seconds=spec.get("clock_offset_s", 0.0))  # the sandbox's clock
     vault = TokenVault(
@@ -49,6 +59,13 @@ def main(spec: dict[str, Any]) -> int:
     if spec["mode"] == "crash_after_token_response":
         manager = TokenManager(
             config=config, vault=vault, http=httpx.Client(transport=_DieAfterTokenResponse())
+        )
+        manager.get_token(spec["customer_id"])
+        print(json.dumps({"survived": True}))
+        return 1
+    if spec["mode"] == "hang_before_send":
+        manager = TokenManager(
+            config=config, vault=vault, http=httpx.Client(transport=_HangBeforeSend())
         )
         manager.get_token(spec["customer_id"])
         print(json.dumps({"survived": True}))

@@ -93,7 +93,7 @@ def test_token_requests_use_basic_auth_with_form_encoded_credentials() -> None:
     req = build_authorization_code_request(CONFIG, code="c0de", code_verifier="v" * 43)
     assert req.url == "https://api.example.test/oauth/token"
     basic = base64.b64decode(req.headers["Authorization"].removeprefix("Basic ")).decode()
-    assert basic == "app+1%3Ax:s3cr%25t%3A%2B".replace("+", "%20")
+    assert basic == "app+1%3Ax:s3cr%25t%3A%2B"  # form encoding: a space is "+"
     assert dict(req.data) == {
         "grant_type": "authorization_code",
         "code": "c0de",

@@ -13,7 +13,6 @@ Token endpoint errors come in two shapes and both are understood:
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from wattplan._basic_auth import basic_auth_header
 from wattplan.exceptions import (
     AccessDeniedError,
     ConfigurationError,
@@ -250,9 +250,8 @@ def _client_auth_headers(client_id: str, client_secret: SecretStr | None) -> dic
         "Cache-Control": "no-store",
     }
     if client_secret is not None:
-        # RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding.
-        pair = f"{quote(client_id, safe='')}:{quote(client_secret.get_secret_value(), safe='')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        # RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding
+        headers["Authorization"] = basic_auth_header(client_id, client_secret.get_secret_value())
     return headers
 
 

@@ -12,6 +12,11 @@ if still needed, commit a *refresh in flight* marker, send the refresh, then und
 lock again commit the new pair (keeping the old refresh token if none came back) before
 the new access token is handed to anyone. A refresh is never retried blindly: an answer
 that is lost after the request was sent leaves the grant ``reauthorization_required``.
+
+Crashes and database blips are survived where that is safe: the marker records when the
+request is about to leave (an attempt that died before that is simply taken over, at once
+when its process is known to be gone), and a new pair whose write failed is kept in
+memory and written again (with backoff, then on the next call) instead of being dropped.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
@@ -62,6 +67,18 @@ logger = logging.getLogger(__name__)
 
 # Errors that prove the request never reached the server: safe to clear the marker.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _transport_of(client: httpx.Client, url: str) -> httpx.BaseTransport | None:
+    # httpx has no public way to ask which transport (mounts included) serves a URL
+    pick = getattr(client, "_transport_for_url", None)
+    if pick is None:
+        return None
+    try:
+        transport = pick(httpx.URL(url))
+    except Exception:  # an unknown client: treat it as one that does not report
+        return None
+    return transport if isinstance(transport, httpx.BaseTransport) else None
 
 
 def organisation_customer_id(scope: str | None = None) -> str:
@@ -102,7 +119,15 @@ class TokenManager:
         below the token lifetime, 60 min at Nomos, or every call refreshes).
     refresh_lease:
         How long a refresh may hold the *in flight* marker (default 2 min, more than the
-        HTTP timeout). A marker older than this belongs to a dead attempt.
+        HTTP timeout). A marker older than this belongs to a dead attempt (one whose
+        process is known to have ended on this host is dead at once).
+    refresh_wait:
+        How long a caller waits for another process's refresh of the same grant before it
+        gives up with a transient :class:`~wattplan.TokenVaultError` (default 40 s).
+    store_retries:
+        How often writing a newly received token pair is tried again (with backoff) when
+        the vault fails (default 5); after that the pair is kept in memory and written on
+        the next call for that customer.
     session_ttl:
         How long a started authorization (its ``state``) stays valid (default 15 min).
     single_flight:
@@ -118,6 +143,8 @@ class TokenManager:
         http: httpx.Client | None = None,
         refresh_margin: timedelta = timedelta(minutes=5),
         refresh_lease: timedelta = timedelta(minutes=2),
+        refresh_wait: timedelta = timedelta(seconds=40),
+        store_retries: int = 5,
         session_ttl: timedelta = timedelta(minutes=15),
         single_flight: bool = True,
     ) -> None:
@@ -129,8 +156,14 @@ class TokenManager:
         self._owns_http = http is None
         self.refresh_margin = refresh_margin
         self.refresh_lease = refresh_lease
+        self.refresh_wait = refresh_wait
+        self.store_retries = max(0, store_retries)
         self.session_ttl = session_ttl
         self.single_flight = single_flight
+        self._sleep: Callable[[float], None] = time.sleep
+        # new pairs received but not yet written (vault down): customer -> (attempt, token)
+        self._unstored: dict[str, tuple[str, Token]] = {}
+        self._unstored_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"TokenManager(client_id={self.config.client_id!r}, vault={self.vault!r})"
@@ -292,6 +325,9 @@ class TokenManager:
         Raises :class:`~wattplan.ReauthorizationRequiredError` for a dead grant and
         :class:`~wattplan.GrantNotFoundError` when there is none.
         """
+        stored = self._store_unstored(customer_id)
+        if stored is not None:
+            return stored
         grant = self.vault.get_grant(client_id=self.client_id, customer_id=customer_id)
         if grant.status is not GrantStatus.ACTIVE:
             raise ReauthorizationRequiredError(
@@ -311,6 +347,9 @@ class TokenManager:
     ) -> Grant:
         """The organisation's client-credentials token, renewed shortly before expiry."""
         customer_id = organisation_customer_id(scope)
+        stored = self._store_unstored(customer_id)
+        if stored is not None:
+            return stored
         try:
             grant = self.vault.get_grant(client_id=self.client_id, customer_id=customer_id)
         except GrantNotFoundError:
@@ -347,8 +386,9 @@ class TokenManager:
     ) -> Grant:
         if not self.single_flight:
             return self._refresh_unlocked(seen, scope=scope)
-        attempt_id = uuid.uuid4().hex
-        deadline = time.monotonic() + self.refresh_lease.total_seconds() + 10.0
+        attempt_id = secrets.token_hex(8)
+        wait = min(self.refresh_wait, self.refresh_lease + timedelta(seconds=10))
+        deadline = time.monotonic() + wait.total_seconds()
         delay = 0.01
         while True:
             claim = self.vault.claim_refresh(
@@ -363,8 +403,10 @@ class TokenManager:
             if claim.outcome == "claimed":
                 break
             if time.monotonic() > deadline:
+                until = claim.busy_until.isoformat() if claim.busy_until else "unknown"
                 raise TokenVaultError(
-                    f"another refresh of customer {customer_id!r}'s grant is still running",
+                    f"another refresh of customer {customer_id!r}'s grant is still running "
+                    f"(its lease ends {until})",
                     transient=True,
                 )
             time.sleep(delay + secrets.randbelow(10) / 1000)
@@ -391,8 +433,26 @@ class TokenManager:
                 raise self._reauth(customer_id, "no refresh token stored")
             request = build_refresh_request(self.config, refresh_token=grant.token.refresh_token)
         previous_rt = grant.token.refresh_token if grant.token is not None else None
+
+        def mark_sent() -> None:
+            self.vault.mark_refresh_sent(
+                client_id=self.client_id, customer_id=customer_id, attempt_id=attempt_id
+            )
+
+        rotating = kind is GrantKind.AUTHORIZATION_CODE
         try:
-            token = self._send(request, previous_refresh_token=previous_rt)
+            token = self._send(
+                request,
+                previous_refresh_token=previous_rt,
+                before_sending=mark_sent if rotating else None,
+            )
+        except TokenVaultError:
+            # the marker could not be moved to "sent", so the request never left
+            with contextlib.suppress(TokenVaultError):
+                self.vault.abandon_refresh(
+                    client_id=self.client_id, customer_id=customer_id, attempt_id=attempt_id
+                )
+            raise
         except TransportError as exc:
             lost = not isinstance(exc.__cause__, _NOT_SENT)
             reason = (
@@ -438,9 +498,7 @@ class TokenManager:
             raise
         # Anything else (a bug, KeyboardInterrupt) leaves the marker in place on purpose:
         # the outcome is unknown, the lease runs out and the next caller marks the grant.
-        new = self.vault.complete_refresh(
-            client_id=self.client_id, customer_id=customer_id, attempt_id=attempt_id, token=token
-        )
+        new = self._store(customer_id, attempt_id, token)
         logger.info(
             "grant of customer %s refreshed: version %d, expires %s",
             customer_id,
@@ -448,6 +506,75 @@ class TokenManager:
             new.expires_at.isoformat() if new.expires_at else "unknown",
         )
         return new
+
+    def _store(self, customer_id: str, attempt_id: str, token: Token) -> Grant:
+        """Write a new pair; on a vault failure retry with backoff, then keep it in memory."""
+        delay = 0.2
+        for attempt in range(self.store_retries + 1):
+            try:
+                new = self.vault.complete_refresh(
+                    client_id=self.client_id,
+                    customer_id=customer_id,
+                    attempt_id=attempt_id,
+                    token=token,
+                )
+            except TokenVaultError as exc:
+                if not exc.transient:
+                    with self._unstored_lock:
+                        self._unstored.pop(customer_id, None)
+                    if self._stored_already(customer_id, token):
+                        # the earlier try committed, only its answer was lost
+                        return self.vault.get_grant(
+                            client_id=self.client_id, customer_id=customer_id
+                        )
+                    raise  # the marker is no longer ours: the pair is of no use
+                if attempt == self.store_retries:
+                    with self._unstored_lock:
+                        self._unstored[customer_id] = (attempt_id, token)
+                    logger.warning(
+                        "refresh of customer %s: the new tokens could not be stored (%s); "
+                        "kept in memory and stored on the next call",
+                        customer_id,
+                        exc.message,
+                    )
+                    raise TokenVaultError(
+                        f"the new tokens of customer {customer_id!r} could not be stored yet "
+                        "(the token vault failed); they are kept in memory and stored on the "
+                        "next call",
+                        transient=True,
+                    ) from exc
+                self._sleep(delay + secrets.randbelow(100) / 1000)
+                delay = min(delay * 2, 2.0)
+            else:
+                with self._unstored_lock:
+                    self._unstored.pop(customer_id, None)
+                return new
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stored_already(self, customer_id: str, token: Token) -> bool:
+        try:
+            grant = self.vault.get_grant(client_id=self.client_id, customer_id=customer_id)
+        except (TokenVaultError, GrantNotFoundError):
+            return False
+        return grant.token is not None and secrets.compare_digest(
+            grant.token.access_token.get_secret_value(), token.access_token.get_secret_value()
+        )
+
+    def _store_unstored(self, customer_id: str) -> Grant | None:
+        """Write a pair kept in memory after a vault failure; ``None`` if there is none."""
+        with self._unstored_lock:
+            pending = self._unstored.get(customer_id)
+        if pending is None:
+            return None
+        attempt_id, token = pending
+        try:
+            grant = self._store(customer_id, attempt_id, token)
+        except TokenVaultError as exc:
+            if exc.transient:
+                raise
+            return None  # taken over meanwhile (e.g. a new consent): go the normal way
+        logger.info("grant of customer %s: new tokens kept in memory now stored", customer_id)
+        return grant
 
     def _refresh_unlocked(self, seen: Grant, *, scope: str | None) -> Grant:
         if seen.kind is GrantKind.CLIENT_CREDENTIALS:
@@ -471,6 +598,10 @@ class TokenManager:
             client_id=self.client_id, customer_id=seen.customer_id, token=token, kind=seen.kind
         )
 
+    def _reports_sending(self, url: str) -> bool:
+        """Whether the transport reports httpcore trace events (httpx's own HTTPTransport)."""
+        return isinstance(_transport_of(self._http, url), httpx.HTTPTransport)
+
     def _reauth(self, customer_id: str, reason: str) -> ReauthorizationRequiredError:
         return ReauthorizationRequiredError(
             f"the grant of client {self.client_id!r} for customer {customer_id!r} needs a new "
@@ -480,13 +611,39 @@ class TokenManager:
         )
 
     def _send(
-        self, request: TokenRequest, *, previous_refresh_token: SecretStr | None = None
+        self,
+        request: TokenRequest,
+        *,
+        previous_refresh_token: SecretStr | None = None,
+        before_sending: Callable[[], None] | None = None,
     ) -> Token:
-        """POST a token request; typed errors, no retries (a refresh is not idempotent)."""
+        """POST a token request; typed errors, no retries (a refresh is not idempotent).
+
+        ``before_sending`` runs right before the request's first byte goes out (after the
+        connection is made), or before the request is handed to a transport that cannot
+        report that moment; if it raises, nothing is sent.
+        """
         started = self.vault.now()
+        extensions: dict[str, Any] = {}
+        if before_sending is not None:
+            if self._reports_sending(request.url):
+                done: list[bool] = []
+
+                def trace(event: str, info: Mapping[str, Any]) -> None:
+                    # httpcore's trace events: "http11.send_request_headers.started" etc.
+                    if not done and event.endswith(".send_request_headers.started"):
+                        done.append(True)
+                        before_sending()
+
+                extensions["trace"] = trace
+            else:
+                before_sending()
         try:
             response = self._http.post(
-                request.url, headers=dict(request.headers), data=dict(request.data)
+                request.url,
+                headers=dict(request.headers),
+                data=dict(request.data),
+                extensions=extensions,
             )
         except httpx.HTTPError as exc:
             logger.warning("token request (%s) failed: %s", request.grant_type, type(exc).__name__)

@@ -9,11 +9,17 @@ a ``version`` that grows by one with each new token pair (compare-and-swap), a `
 The marker is what makes refreshes single-flight across threads and processes *and*
 crash-safe. It is claimed and cleared under a row lock (``SELECT … FOR UPDATE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and committed before the refresh request is
-sent, so it outlives a crash. Whoever finds a marker whose lease has run out knows that
-an earlier refresh died between sending and committing: the server may already have
-rotated the refresh token we hold, so the grant is marked ``reauthorization_required``
-instead of being refreshed again with a token that may be dead (which strict servers
-punish by revoking the whole grant).
+sent, so it outlives a crash. It goes through two phases (see ``_marker.py``): *intent*
+when claimed, *sent* just before the request's first byte leaves. Whoever finds the marker
+of a dead attempt (its lease ran out, or its process on this host has ended) takes it over
+if it never reached *sent*: the server cannot have seen it. After *sent* the server may
+already have rotated the refresh token we hold, so the grant is marked
+``reauthorization_required`` instead of being refreshed again with a token that may be
+dead (which strict servers punish by revoking the whole grant).
+
+The vault also knows its own identity (a random fingerprint and where it was made). A copy
+of it (a copied SQLite file, a database restored elsewhere) refuses to refresh customers'
+grants: two planners on two copies would present one rotating refresh token twice.
 
 The table and column layout is private; use the methods.
 """
@@ -24,10 +30,12 @@ import enum
 import hashlib
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +46,17 @@ from sqlalchemy.engine import Connection, Engine
 from wattplan import _db, migrations
 from wattplan.auth._crypto import TokenCipher
 from wattplan.auth._flow import Token
+from wattplan.auth._marker import (
+    INTENT,
+    SENT,
+    Marker,
+    attempt_ended,
+    attempt_started,
+    current_holder,
+    is_orphaned,
+)
 from wattplan.exceptions import (
+    GrantConflictError,
     GrantNotFoundError,
     ReauthorizationRequiredError,
     StateMismatchError,
@@ -151,7 +169,7 @@ class AuthorizationSession:
         )
 
 
-def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
+def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table, sa.Table]:
     tz = sa.DateTime(timezone=True)
     grants = sa.Table(
         f"{prefix}grants",
@@ -187,7 +205,14 @@ def _tables(metadata: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
         sa.Column("expires_at", tz, nullable=False),
         sa.Column("used_at", tz, nullable=True),
     )
-    return grants, sessions
+    # the vault's identity: a random fingerprint and where it was made ("home")
+    meta = sa.Table(
+        f"{prefix}vault_meta",
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    return grants, sessions, meta
 
 
 class TokenVault:
@@ -224,8 +249,10 @@ class TokenVault:
             _install_sqlite_hooks(self._engine)
         self._prefix = table_prefix
         self._metadata = sa.MetaData()
-        self._grants, self._sessions = _tables(self._metadata, table_prefix)
+        self._grants, self._sessions, self._meta = _tables(self._metadata, table_prefix)
         self._schema_ready = False
+        self._fingerprint: str | None = None
+        self._copy_of: str | None = None
         self._schema_lock = threading.Lock()
 
     @classmethod
@@ -272,7 +299,129 @@ class TokenVault:
                             f"cannot open the token vault at {_db.shown(self._engine)}: "
                             f"{_db.problem(exc, self._engine)}"
                         ) from exc
+            self._check_home()
             self._schema_ready = True
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The vault's random identity (kept by copies of it); ``None`` before first use."""
+        self.create_tables()
+        return self._fingerprint
+
+    @property
+    def is_copy(self) -> bool:
+        """True when this vault was made elsewhere and copied here (see :meth:`adopt`).
+
+        A copy hands out stored tokens but refuses to refresh customers' grants
+        (:class:`~wattplan.exceptions.GrantConflictError`): the original may be refreshing
+        them with the same rotating refresh tokens.
+        """
+        self.create_tables()
+        return self._copy_of is not None
+
+    def adopt(self) -> None:
+        """Make this copy the vault's home, once the original is retired for good.
+
+        Only then may it refresh grants. If the original refreshed a grant after the copy
+        was taken, that grant's refresh token here is stale and it needs a new consent.
+        """
+        self.create_tables()
+        with self._write() as conn:
+            here = self._location(conn)
+            m = self._meta
+            conn.execute(m.delete().where(m.c.key == "home"))
+            conn.execute(m.insert().values(key="home", value=here or ""))
+        if self._copy_of is not None:
+            logger.warning("vault %s adopted at its new home", self._copy_of[:8])
+        self._copy_of = None
+
+    def _location(self, conn: Connection) -> str | None:
+        """Where this vault's data lives: a copy elsewhere answers differently."""
+        if self._is_sqlite:
+            database = self._engine.url.database
+            if not database or database == ":memory:" or database.startswith("file:"):
+                return None
+            try:  # the file's inode: kept by renames and in-place writes, new for a copy
+                return f"sqlite-inode:{Path(database).expanduser().stat().st_ino}"
+            except OSError:
+                return None
+        if self._engine.dialect.name == "postgresql":
+            system_id = None
+            try:  # the cluster's identity (a restore into another cluster differs)
+                with conn.begin_nested():
+                    system_id = conn.execute(
+                        sa.text("SELECT system_identifier FROM pg_control_system()")
+                    ).scalar()
+            except sa.exc.DBAPIError:
+                system_id = None  # not allowed for this role: the database name must do
+            database = conn.execute(sa.text("SELECT current_database()")).scalar()
+            return f"postgresql:{system_id or ''}:{database}"
+        return None
+
+    def _check_home(self) -> None:
+        """Record the vault's identity on first use; later, notice if it was copied.
+
+        Only reads unless something is missing, so that a vault the process may only read
+        stays readable (without a recorded identity, copies of it are not recognised).
+        """
+        m = self._meta
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                rows = _meta_rows(conn, m)
+                here = self._location(conn)
+            if "fingerprint" not in rows or (here and not rows.get("home")):
+                rows = self._record_home(rows, here)
+            elif here and rows["home"] != here:
+                self._copy_of = rows["fingerprint"]
+                logger.warning(
+                    "vault %s is a copy made elsewhere: it will not refresh customers' "
+                    "grants (stop the other planner, or adopt the copy)",
+                    self._copy_of[:8],
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise TokenVaultError(
+                f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
+        self._fingerprint = rows.get("fingerprint")
+
+    def _record_home(self, seen: dict[str, str], here: str | None) -> dict[str, str]:
+        m = self._meta
+        try:
+            with self._engine.connect() as conn:
+                if self._is_sqlite:
+                    conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                with conn.begin():  # re-read under the write lock: another process may be first
+                    rows = _meta_rows(conn, m)
+                    if "fingerprint" not in rows:
+                        rows["fingerprint"] = uuid.uuid4().hex
+                        conn.execute(
+                            m.insert().values(key="fingerprint", value=rows["fingerprint"])
+                        )
+                    if here and not rows.get("home"):
+                        rows["home"] = here
+                        conn.execute(m.delete().where(m.c.key == "home"))
+                        conn.execute(m.insert().values(key="home", value=here))
+            return rows
+        except sa.exc.IntegrityError:  # recorded by a parallel process (PostgreSQL)
+            with self._engine.connect() as conn, conn.begin():
+                return _meta_rows(conn, m)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning(
+                "could not record the vault's identity (%s); copies of it are not recognised",
+                type(exc).__name__,
+            )
+            return seen
+
+    def _conflict(self, client_id: str, customer_id: str) -> GrantConflictError:
+        fingerprint = (self._copy_of or "")[:8]
+        return GrantConflictError(
+            f"the grant of client {client_id!r} for customer {customer_id!r} is not refreshed "
+            f"here: this vault is a copy of vault {fingerprint} made elsewhere, and a second "
+            "planner refreshing the same grant would get it revoked for both; stop the other "
+            "planner, or adopt this copy (TokenVault.adopt) once the original is retired",
+            client_id=client_id,
+            customer_id=customer_id,
+        )
 
     def drop_tables(self) -> None:
         """Drop the vault's tables and its schema version (tests and tear-down only)."""
@@ -289,7 +438,9 @@ class TokenVault:
             with self._engine.connect() as conn, conn.begin():
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise TokenVaultError(f"token vault read failed ({type(exc).__name__})") from exc
+            raise TokenVaultError(
+                f"token vault read failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -302,7 +453,9 @@ class TokenVault:
                 with conn.begin():
                     yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise TokenVaultError(f"token vault write failed ({type(exc).__name__})") from exc
+            raise TokenVaultError(
+                f"token vault write failed ({type(exc).__name__})", transient=_transient(exc)
+            ) from exc
 
     def _select_locked(self, conn: Connection, client_id: str, customer_id: str) -> Any:
         g = self._grants
@@ -487,7 +640,13 @@ class TokenVault:
                 "updated_at": now,
             }
             if status is GrantStatus.REVOKED:
-                values.update(access_token_enc=None, refresh_token_enc=None, expires_at=None)
+                values.update(
+                    access_token_enc=None,
+                    refresh_token_enc=None,
+                    expires_at=None,
+                    refresh_attempt=None,
+                    refresh_lease_until=None,
+                )
             conn.execute(self._grants.update().where(self._grants.c.id == row["id"]).values(values))
         logger.info(
             "grant of client %s customer %s is now %s", client_id, customer_id, status.value
@@ -531,14 +690,20 @@ class TokenVault:
                 )
             grant = self._to_grant(row)
             g = self._grants
+            if grant.kind is GrantKind.AUTHORIZATION_CODE and self._copy_of is not None:
+                raise self._conflict(client_id, customer_id)
+            marker = Marker.parse(row["refresh_attempt"])
             if grant.status is not GrantStatus.ACTIVE:
                 dead_reason = grant.reauthorization_reason or grant.status.value
-            elif row["refresh_attempt"] is not None:
+            elif marker is not None:
                 lease_until = _aware(row["refresh_lease_until"])
-                if lease_until is not None and lease_until > now:
+                holder_gone = is_orphaned(marker)
+                if lease_until is not None and lease_until > now and not holder_gone:
                     return RefreshClaim("busy", grant, busy_until=lease_until)
-                if grant.kind is GrantKind.AUTHORIZATION_CODE:
+                if grant.kind is GrantKind.AUTHORIZATION_CODE and marker.sent:
                     # An earlier refresh died after sending: its refresh token may be rotated.
+                    # The marker stays, so that its holder (if it lives on after all) can
+                    # still store the new pair it holds in memory.
                     dead_reason = "refresh_interrupted"
                     conn.execute(
                         g.update()
@@ -551,19 +716,36 @@ class TokenVault:
                         )
                     )
                     logger.warning(
-                        "grant of client %s customer %s: an earlier refresh never finished; "
-                        "marked reauthorization_required",
+                        "grant of client %s customer %s: an earlier refresh never finished "
+                        "after its request was sent; marked reauthorization_required",
                         client_id,
                         customer_id,
+                    )
+                else:
+                    # It died before its request left (or it needs no rotation): the server
+                    # never saw it, so the grant is refreshed again as if nothing happened.
+                    logger.info(
+                        "grant of client %s customer %s: an earlier refresh stopped before "
+                        "sending (%s); it is taken over",
+                        client_id,
+                        customer_id,
+                        "holder gone" if holder_gone else "lease over",
+                    )
+                    conn.execute(
+                        g.update()
+                        .where(g.c.id == row["id"])
+                        .values(refresh_attempt=None, refresh_lease_until=None)
                     )
             if dead_reason is None:
                 if not needs_refresh(grant):
                     return RefreshClaim("fresh", grant)
+                mine = Marker(phase=INTENT, attempt=attempt_id, holder=current_holder())
                 conn.execute(
                     g.update()
                     .where(g.c.id == row["id"])
-                    .values(refresh_attempt=attempt_id, refresh_lease_until=now + lease)
+                    .values(refresh_attempt=mine.format(), refresh_lease_until=now + lease)
                 )
+                attempt_started(attempt_id)
         if dead_reason is not None:
             raise ReauthorizationRequiredError(
                 f"the grant of client {client_id!r} for customer {customer_id!r} needs a new "
@@ -572,6 +754,27 @@ class TokenVault:
                 customer_id=customer_id,
             )
         return RefreshClaim("claimed", grant)
+
+    def mark_refresh_sent(self, *, client_id: str, customer_id: str, attempt_id: str) -> None:
+        """Under the row lock: record that attempt ``attempt_id`` is about to send its request.
+
+        Called just before the first byte of the refresh request goes out. Raises
+        :class:`TokenVaultError` when the marker is no longer ours (then the request must
+        not be sent) or the write fails (likewise).
+        """
+        g = self._grants
+        with self._write() as conn:
+            row = self._select_locked(conn, client_id, customer_id)
+            marker = Marker.parse(row["refresh_attempt"]) if row is not None else None
+            if row is None or marker is None or marker.attempt != attempt_id:
+                raise TokenVaultError(
+                    f"the refresh of the grant of client {client_id!r} for customer "
+                    f"{customer_id!r} was taken over by another process; not sent"
+                )
+            sent = Marker(phase=SENT, attempt=attempt_id, holder=marker.holder)
+            conn.execute(
+                g.update().where(g.c.id == row["id"]).values(refresh_attempt=sent.format())
+            )
 
     def complete_refresh(
         self, *, client_id: str, customer_id: str, attempt_id: str, token: Token
@@ -585,7 +788,12 @@ class TokenVault:
         g = self._grants
         with self._write() as conn:
             row = self._select_locked(conn, client_id, customer_id)
-            if row is None or row["refresh_attempt"] != attempt_id:
+            if (
+                row is None
+                or not _holds(row, attempt_id)
+                or row["status"] == GrantStatus.REVOKED.value  # disconnected meanwhile
+            ):
+                attempt_ended(attempt_id)
                 raise TokenVaultError(
                     f"the grant of client {client_id!r} for customer {customer_id!r} changed "
                     "while it was being refreshed; the new tokens were not stored"
@@ -603,7 +811,9 @@ class TokenVault:
                     updated_at=now,
                 )
             )
-        return self.get_grant(client_id=client_id, customer_id=customer_id)
+            stored = self._select_locked(conn, client_id, customer_id)  # read in the same commit
+        attempt_ended(attempt_id)
+        return self._to_grant(stored)
 
     def abandon_refresh(
         self,
@@ -613,22 +823,29 @@ class TokenVault:
         attempt_id: str,
         reauthorization_reason: str | None = None,
     ) -> None:
-        """Under the row lock: drop our marker; with a reason, mark the grant dead too."""
+        """Under the row lock: drop our marker; with a reason, mark the grant dead too.
+
+        If the write fails, the marker stays, and this process treats it as an ended
+        attempt at once (by its phase: taken over if unsent, re-consent if sent).
+        """
         now = self._clock()
         g = self._grants
-        with self._write() as conn:
-            row = self._select_locked(conn, client_id, customer_id)
-            if row is None or row["refresh_attempt"] != attempt_id:
-                return
-            values: dict[str, Any] = {
-                "refresh_attempt": None,
-                "refresh_lease_until": None,
-                "updated_at": now,
-            }
-            if reauthorization_reason is not None:
-                values["status"] = GrantStatus.REAUTHORIZATION_REQUIRED.value
-                values["reauthorization_reason"] = reauthorization_reason
-            conn.execute(g.update().where(g.c.id == row["id"]).values(values))
+        try:
+            with self._write() as conn:
+                row = self._select_locked(conn, client_id, customer_id)
+                if row is None or not _holds(row, attempt_id):
+                    return
+                values: dict[str, Any] = {
+                    "refresh_attempt": None,
+                    "refresh_lease_until": None,
+                    "updated_at": now,
+                }
+                if reauthorization_reason is not None:
+                    values["status"] = GrantStatus.REAUTHORIZATION_REQUIRED.value
+                    values["reauthorization_reason"] = reauthorization_reason
+                conn.execute(g.update().where(g.c.id == row["id"]).values(values))
+        finally:
+            attempt_ended(attempt_id)
 
     # -- pending authorizations (state + PKCE verifier, kept server-side) ---------------
 
@@ -724,6 +941,22 @@ class TokenVault:
             created_at=created,
             expires_at=expires,
         )
+
+
+def _meta_rows(conn: Connection, meta: sa.Table) -> dict[str, str]:
+    return {str(row[0]): str(row[1]) for row in conn.execute(sa.select(meta.c.key, meta.c.value))}
+
+
+def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
+    """A lost connection, a locked database, a server going away: worth trying again."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+
+
+def _holds(row: Any, attempt_id: str) -> bool:
+    marker = Marker.parse(row["refresh_attempt"])
+    return marker is not None and marker.attempt == attempt_id
 
 
 def _make_engine(url: str) -> Engine:

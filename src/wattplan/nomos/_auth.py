@@ -6,28 +6,22 @@ The customer-grant auth with the token vault and single-flight refresh lives in
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
+from wattplan._basic_auth import basic_auth_header
 from wattplan.exceptions import MalformedResponseError, OAuthError
 
 __all__ = ["BearerToken", "ClientCredentials", "basic_auth_header"]
 
 logger = logging.getLogger(__name__)
-
-
-def basic_auth_header(client_id: str, client_secret: str) -> str:
-    """RFC 6749 §2.3.1: form-urlencode id and secret, then HTTP Basic."""
-    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 class BearerToken(httpx.Auth):

@@ -87,21 +87,31 @@ def verify_signature(
     now: datetime | None = None,
     tolerance_s: int = SIGNATURE_TOLERANCE_S,
 ) -> bool:
-    """Check a signature header (constant-time compare, timestamp within ``tolerance_s``)."""
+    """Check a signature header (constant-time compare, timestamp within ``tolerance_s``).
+
+    Any header that is not a valid, timely signature gives ``False``, never an exception:
+    it comes from whoever sent the request (non-ASCII text, a 5,000-digit timestamp).
+    """
     parts: dict[str, list[str]] = {}
     for item in header.split(","):
         key, sep, value = item.strip().partition("=")
         if sep:
             parts.setdefault(key, []).append(value)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
+    stamp = parts.get("t", [""])[0]
+    # ASCII digits only (int() would take other scripts' digits), and at most 12 of them:
+    # a longer timestamp is far outside any tolerance and too big for a float
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         return False
+    timestamp = int(stamp)
     moment = (now or datetime.now(UTC)).timestamp()
     if abs(moment - timestamp) > tolerance_s:
         return False
-    expected = sign_payload(secret, body, timestamp=timestamp).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected, v) for v in parts.get("v1", []))
+    expected = sign_payload(secret, body, timestamp=timestamp).split("v1=", 1)[1].encode()
+    # compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError)
+    return any(
+        hmac.compare_digest(expected, v.encode("utf-8", "surrogatepass"))
+        for v in parts.get("v1", [])
+    )
 
 
 class WebhookSink:

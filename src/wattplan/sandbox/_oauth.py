@@ -20,18 +20,17 @@ Routes
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from wattplan._basic_auth import parse_basic_auth
 from wattplan.sandbox._errors import api_error, oauth_error
 from wattplan.sandbox._oauth_store import (
     READ,
@@ -278,16 +277,12 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     if scheme.lower() != "basic":
         raise OAuthProblem("invalid_client", "unsupported authorization scheme", status_code=401)
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        # RFC 6749 §2.3.1: id and secret were form-urlencoded before the Basic encoding
+        return parse_basic_auth(value)
+    except ValueError as exc:
         raise OAuthProblem(
             "invalid_client", "malformed Basic credentials", status_code=401
         ) from exc
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        raise OAuthProblem("invalid_client", "malformed Basic credentials", status_code=401)
-    # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding
-    return unquote_plus(user), unquote_plus(password)
 
 
 async def token(request: Request) -> Response:
