@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import pulp
@@ -55,10 +55,65 @@ from wattplan.optimizer._timeseries import FloatArray
 
 __all__ = ["Model", "RelaxableGroup", "build_model", "net_grid_exchange"]
 
-# PuLP ships no type information: its variables are Any to mypy.
-Var: TypeAlias = Any
+
+class Var:
+    """One column of the model, with the attributes of PuLP's ``LpVariable`` that we use.
+
+    Hand-written because creating ~3,000 ``LpVariable`` and ~1,500 ``LpConstraint`` objects
+    per plan took longer than HiGHS needs to solve the model: the builder keeps columns
+    like this and rows as a matrix, and makes PuLP objects only for CBC (:meth:`Model.prob`).
+    """
+
+    __slots__ = ("index", "integer", "lowBound", "name", "upBound", "varValue")
+
+    def __init__(
+        self, name: str, index: int, lb: float | None, ub: float | None, integer: bool = False
+    ) -> None:
+        self.name = name
+        self.index = index  # column in the model
+        self.lowBound = lb
+        self.upBound = ub
+        self.integer = integer
+        self.varValue: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Var({self.name!r}, value={self.varValue!r})"
+
+
 Terms = list[tuple[Var, float]]
 LE, GE, EQ = pulp.LpConstraintLE, pulp.LpConstraintGE, pulp.LpConstraintEQ
+_INF = float("inf")
+
+
+@dataclass
+class Rows:
+    """Constraint rows in compressed sparse row form (as ``highspy`` takes them)."""
+
+    start: list[int] = field(default_factory=lambda: [0])
+    index: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+
+    def add(self, terms: Terms, sense: int, rhs: float) -> None:
+        index, value = self.index, self.value
+        for var, coef in terms:
+            if coef != 0.0:
+                index.append(var.index)
+                value.append(coef)
+        self.start.append(len(index))
+        if sense == EQ:
+            self.lower.append(rhs)
+            self.upper.append(rhs)
+        elif sense == LE:
+            self.lower.append(-_INF)
+            self.upper.append(rhs)
+        else:
+            self.lower.append(rhs)
+            self.upper.append(_INF)
+
+    def __len__(self) -> int:
+        return len(self.lower)
 
 
 @dataclass
@@ -109,10 +164,10 @@ class RelaxableGroup:
 
 @dataclass
 class Model:
-    """A built model: the PuLP problem and handles on its variables."""
+    """A built model: its columns, rows and objective, and handles on its variables."""
 
     inputs: Inputs
-    prob: pulp.LpProblem
+    rows: Rows
     variables: list[Var]
     u: list[Var]
     o: list[Var]
@@ -123,7 +178,11 @@ class Model:
     heat_pumps: list[_HPVars] = field(default_factory=list)
     appliances: list[_ApplianceVars] = field(default_factory=list)
     n_binaries: int = 0
-    capped: bool = False  # whether the money-and-penalties row against the baseline is in
+    # the objective, one term per column that has a cost (in the order they first came)
+    objective: Terms = field(default_factory=list)
+    # money plus penalties must not exceed the baseline's: the row's terms and its bound;
+    # kept apart from ``rows`` because the solver adds it only when a plan would break it
+    cap: tuple[Terms, float] | None = None
     # on/off binaries that only enforce a minimum power: the solver tries them relaxed first
     relaxable: list[RelaxableGroup] = field(default_factory=list)
     # direction binaries (z, a, b): a > 0 needs z = 1, b > 0 needs z = 0; no cost of their own
@@ -133,25 +192,70 @@ class Model:
     def is_mip(self) -> bool:
         return self.n_binaries > 0
 
+    @property
+    def capped(self) -> bool:
+        """Whether the money-and-penalties row against the baseline is in the model."""
+        return self.cap is not None
+
+    def costs(self) -> list[float]:
+        """The objective's coefficient of each column."""
+        out = [0.0] * len(self.variables)
+        for var, coef in self.objective:
+            out[var.index] = coef
+        return out
+
+    @property
+    def prob(self) -> pulp.LpProblem:
+        """The model as a PuLP problem (the cap row last), made on first use (CBC, MPS)."""
+        return self.pulp_model()[0]
+
+    def pulp_model(self) -> tuple[pulp.LpProblem, list[Any]]:
+        """The PuLP problem and its variables, in the order of :attr:`variables`."""
+        if self._pulp is None:
+            prob = pulp.LpProblem("wattplan", pulp.LpMinimize)
+            kinds = (pulp.LpContinuous, pulp.LpInteger)
+            cols = [
+                prob.add_variable(v.name, v.lowBound, v.upBound, kinds[v.integer])
+                for v in self.variables
+            ]
+            r = self.rows
+            rows = [
+                ([(cols[j], c) for j, c in zip(r.index[a:b], r.value[a:b], strict=True)], lo, hi)
+                for a, b, lo, hi in zip(r.start[:-1], r.start[1:], r.lower, r.upper, strict=True)
+            ]
+            if self.cap is not None:
+                terms, bound = self.cap
+                rows.append(([(cols[v.index], c) for v, c in terms if c != 0.0], -_INF, bound))
+            for i, (terms, lo, hi) in enumerate(rows, start=1):
+                sense, rhs = (EQ, lo) if lo == hi else (LE, hi) if lo == -_INF else (GE, lo)
+                expr = pulp.LpAffineExpression(terms)
+                prob.addConstraint(pulp.LpConstraint(expr, sense, rhs=rhs), f"r{i}")
+            prob.setObjective(
+                pulp.LpAffineExpression([(cols[v.index], c) for v, c in self.objective])
+            )
+            self._pulp = (prob, cols)
+        return self._pulp
+
+    _pulp: tuple[pulp.LpProblem, list[Any]] | None = field(default=None, init=False, repr=False)
+
 
 class _Builder:
     def __init__(self) -> None:
-        self.prob = pulp.LpProblem("wattplan", pulp.LpMinimize)
         self.variables: list[Var] = []
+        self.rows = Rows()
         self.objective: Terms = []
         self.money_terms: Terms = []  # the bill less the end state's value
         self.penalty_terms: Terms = []  # soft constraints
-        self.rows = 0
         self.binaries = 0
 
     def var(
         self, name: str, lb: float | None = 0.0, ub: float | None = None, *, binary: bool = False
     ) -> Var:
         if binary:
-            v = self.prob.add_variable(name, 0, 1, cat=pulp.LpBinary)
+            v = Var(name, len(self.variables), 0.0, 1.0, True)
             self.binaries += 1
         else:
-            v = self.prob.add_variable(name, lb, ub)
+            v = Var(name, len(self.variables), lb, ub)
         self.variables.append(v)
         return v
 
@@ -163,9 +267,7 @@ class _Builder:
         return [self.var(f"{prefix}_{t}", lb, float(ub[t])) for t in range(n)]
 
     def row(self, terms: Terms, sense: int, rhs: float) -> None:
-        self.rows += 1
-        expr = pulp.LpAffineExpression(terms)
-        self.prob.addConstraint(pulp.LpConstraint(expr, sense, rhs=rhs), f"r{self.rows}")
+        self.rows.add(terms, sense, rhs)
 
     def cost(self, var: Var, eur: float) -> None:
         """Wear, start-ups and tie-breaks: in the objective, not on the bill."""
@@ -184,11 +286,11 @@ class _Builder:
 
 
 def _combined(terms: Terms) -> Terms:
-    """Add up the coefficients of repeated variables (PuLP keeps only the last of them)."""
+    """Add up the coefficients of repeated variables (one term per variable)."""
     out: dict[int, tuple[Var, float]] = {}
     for var, coef in terms:
-        prev = out.get(id(var))
-        out[id(var)] = (var, coef + (prev[1] if prev else 0.0))
+        prev = out.get(var.index)
+        out[var.index] = (var, coef + (prev[1] if prev else 0.0))
     return list(out.values())
 
 
@@ -336,7 +438,7 @@ def _v2h_session(
     eff_d = d.v2h_discharge_efficiency
     pd_max = d.v2h_max_discharge_kw
     wear = dt * d.v2h_wear_cost_ct_per_kwh / 100.0
-    q: Var = None
+    q: Var | None = None
     for t in range(s.first, s.last):
         y[t] = b.var(f"{nm}_y_{t}", 0.0, pd_max)
         draw[t].append((y[t], -1.0))
@@ -357,7 +459,7 @@ def _v2h_session(
         b.row([(x[t], 1.0), (z, -d.max_power_kw)], LE, 0.0)
         b.row([(y[t], 1.0), (z, pd_max)], LE, pd_max)
         model.exclusive.append((z, x[t], y[t]))
-    return [(q, 1.0)]
+    return [] if q is None else [(q, 1.0)]
 
 
 def _grid_bounds(inputs: Inputs, t: int) -> tuple[float, float]:
@@ -408,7 +510,7 @@ def build_model(
         b.money(u[t], dt * price[t] / 100.0)
         b.money(o[t], dt * price[t] / 100.0)
         b.penalty(o[t], dt * pen.grid_overload_eur_per_kwh)
-    model = Model(inputs, b.prob, b.variables, u, o, e, v)
+    model = Model(inputs, b.rows, b.variables, u, o, e, v)
     directed: list[int] = []  # slots with an import/export direction binary
     for t, et in e.items():
         b.money(et, -dt * feed[t] / 100.0)
@@ -644,9 +746,8 @@ def build_model(
 
     if cap_eur is not None:
         # the stability price is not money: it stays out of the cap (see add_stability)
-        b.row(_combined([*b.money_terms, *b.penalty_terms]), LE, cap_eur)
-        model.capped = True
-    b.prob.setObjective(pulp.LpAffineExpression(_combined(b.objective)))
+        model.cap = (_combined([*b.money_terms, *b.penalty_terms]), cap_eur)
+    model.objective = _combined(b.objective)
     model.n_binaries = b.binaries
     model.variables = b.variables
     return model
