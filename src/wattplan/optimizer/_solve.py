@@ -298,17 +298,24 @@ def _highs_rounds(
     # MIP. They get at most half of the time limit, so the full MIP always has the rest.
     rounds_until = t0 + ROUNDS_SHARE * options.time_limit_s
 
+    relaxed = len(lazy) + len(directions) + sum(len(app.y) for app in model.appliances)
+    # HiGHS's presolve costs more than it saves on these LPs (a third of the 48 h
+    # household's solve time); a MIP keeps it
+    lp = [relaxed == model.n_binaries]
+
     def run(final: bool = False) -> None:
         # one time limit for all rounds together, not per round
         now = time.perf_counter()
         left = options.time_limit_s - (now - t0) if final else rounds_until - now
         h.setOptionValue("time_limit", max(0.05, left))
+        h.setOptionValue("presolve", "off" if lp[0] else "choose")
         h.run()
 
     def set_kind(cols: Any, kind: Any) -> None:
         cols = np.asarray(cols, dtype=np.int32)
         if len(cols):
             h.changeColsIntegrality(len(cols), cols, np.array([kind] * len(cols)))
+            lp[0] = lp[0] and kind == kinds.kContinuous
 
     # Binaries that carry no cost and only forbid something the relaxation rarely does
     # start relaxed: direction binaries (charge and discharge, or import and export, at
