@@ -174,7 +174,8 @@ def main() -> None:
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 120):
         print(table.to_string())
     print(
-        "\nbuild = PuLP model from aligned inputs; solve = hand-off to HiGHS + solve + read back;"
+        "\nbuild = the model's matrix from aligned inputs;"
+        " solve = hand-off to HiGHS + solve + read back;"
         "\nend_to_end = wattplan.optimize (prepare, build, solve, baseline, Plan);"
         "\nhighs_own = highspy reading the same model from MPS and solving it (1 thread),"
         "\n            without wattplan's relaxed-first handling of minimum-power binaries."

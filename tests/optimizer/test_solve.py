@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 import wattplan
+from tests.optimizer.helpers import tiny
+from wattplan.optimizer._flows import bill_eur, end_values_eur, penalties_eur, simulate_baseline
 from wattplan.optimizer._inputs import prepare
-from wattplan.optimizer._model import build_model
+from wattplan.optimizer._model import Model, build_model
 from wattplan.optimizer._solve import SolveOutcome, solve, to_highs
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))
@@ -59,3 +61,58 @@ def test_slow_relaxation_rounds_leave_the_full_mip_half_the_time(
     assert len(limits) >= 3, limits  # the rounds ran, then the full MIP
     assert limits[-1] >= 1.5, limits
     assert result.outcome in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT)
+
+
+def _capped_model(scenario: wattplan.Scenario) -> Model:
+    """The model as ``optimize`` builds it: money plus penalties capped at the baseline's."""
+    inputs = prepare(scenario)
+    base = simulate_baseline(inputs)
+    cap = (
+        bill_eur(inputs, base)
+        - sum(end_values_eur(inputs, base, absolute=True).values())
+        + penalties_eur(inputs, base)
+    )
+    return build_model(inputs, cap_eur=cap)
+
+
+_WEAR_BEATS_THE_SPREAD = tiny(
+    [31.0, 31.0],
+    [
+        {
+            "kind": "battery",
+            "name": "b",
+            "capacity_kwh": 10,
+            "soc_kwh": 5,
+            "max_charge_kw": 5,
+            "max_discharge_kw": 5,
+            "charge_efficiency": 1.0,
+            "discharge_efficiency": 1.0,
+            "wear_cost_ct_per_kwh": 3.0,
+        }
+    ],
+    site={"base_load": 1.0, "terminal_price_ct_per_kwh": 30.0},
+)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [*(wattplan.load_scenario(p) for p in SCENARIOS), _WEAR_BEATS_THE_SPREAD],
+    ids=[*(p.stem for p in SCENARIOS), "cap-binds"],
+)
+def test_the_cap_row_added_only_when_broken_gives_the_capped_optimum(
+    scenario: wattplan.Scenario,
+) -> None:
+    """HiGHS gets the cap row only when an answer breaks it: same optimum as with it from
+    the start, and the answer keeps the cap (in "cap-binds" the uncapped optimum breaks it)."""
+    opts = scenario.solver.model_copy(update={"mip_gap": 1e-4, "time_limit_s": 60})
+    model = _capped_model(scenario)
+    ours = solve(model, opts)
+    assert ours.outcome is SolveOutcome.OPTIMAL
+    assert model.cap is not None
+    terms, cap = model.cap
+    assert sum(c * (v.varValue or 0.0) for v, c in terms) <= cap + 1e-6
+
+    h = to_highs(_capped_model(scenario), opts)  # the cap row and every binary from the start
+    h.run()
+    full = float(h.getInfo().objective_function_value)
+    assert ours.objective_eur == pytest.approx(full, rel=2e-4, abs=1e-6)

@@ -1,4 +1,7 @@
-"""Build the household's linear program in PuLP (DESIGN.md §3), and read the solution back.
+"""Build the household's linear program (DESIGN.md §3), and read the solution back.
+
+The rows are kept as a sparse matrix for HiGHS; :attr:`Model.prob` gives the same model as
+a PuLP problem (for CBC and MPS files).
 
 Notation per slot t of length Δ h: import u_t (split into u_t within the limit and an
 overload o_t priced as a soft constraint), export e_t, PV used v_t, device powers, storage

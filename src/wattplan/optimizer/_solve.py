@@ -1,13 +1,13 @@
-"""Solve a built PuLP model with HiGHS (default) or CBC, within a bounded time.
+"""Solve a built model with HiGHS (default) or CBC, within a bounded time.
 
 HiGHS: PuLP 3's own HiGHS adapter hands the model over one column and one row at a time
 (a Python call each); for our few thousand rows that costs more than HiGHS needs to solve
-the LP. So we pass the whole matrix at once through ``Highs.passModel`` (row-wise CSR built
-in one pass over PuLP's constraints). HiGHS honours its own time limit.
+the LP. So we pass the whole matrix at once through ``Highs.passModel`` (the model's rows
+are kept row-wise CSR for this). HiGHS honours its own time limit.
 
-CBC: PuLP's bundled binary, run on the MPS file PuLP writes. CBC checks ``-sec`` only
-between branch-and-bound nodes, so presolve or the root LP can overrun it; we run the
-process ourselves and kill it at the wall-clock limit (plus a small grace).
+CBC: PuLP's bundled binary, run on the MPS file PuLP writes (from ``Model.prob``). CBC
+checks ``-sec`` only between branch-and-bound nodes, so presolve or the root LP can overrun
+it; we run the process ourselves and kill it at the wall-clock limit (plus a small grace).
 """
 
 from __future__ import annotations
