@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +118,32 @@ def test_the_cap_row_added_only_when_broken_gives_the_capped_optimum(
     h.run()
     full = float(h.getInfo().objective_function_value)
     assert ours.objective_eur == pytest.approx(full, rel=2e-4, abs=1e-6)
+
+
+def test_a_capped_solve_out_of_time_keeps_the_answer_without_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the answer breaks the cap and the capped model finds no plan in the time left,
+    the plan is the first answer, reported as stopped at the time limit (not no plan)."""
+    import highspy
+
+    from wattplan.optimizer import _solve
+
+    original = _solve._highs_rounds
+    calls: list[int] = []
+
+    def capped_out_of_time(h: Any, *args: Any) -> Any:
+        calls.append(h.getNumRow())
+        answer, gap = original(h, *args)
+        if len(calls) == 2:  # the capped model: as if the time ran out before any plan
+            timeout = highspy.HighsModelStatus.kTimeLimit
+            answer = replace(answer, status=timeout, has_solution=False, message="time limit")
+        return answer, gap
+
+    monkeypatch.setattr(_solve, "_highs_rounds", capped_out_of_time)
+    model = _capped_model(_WEAR_BEATS_THE_SPREAD)
+    result = solve(model, _WEAR_BEATS_THE_SPREAD.solver)
+    assert calls == [len(model.rows), len(model.rows) + 1]  # without the cap row, then with
+    assert result.outcome is SolveOutcome.TIME_LIMIT
+    assert result.message == "time limit"
+    assert all(v.varValue is not None for v in model.variables)

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -273,13 +273,21 @@ def _run_highs(model: Model, options: SolverOptions) -> SolveResult:
     HiGHS run several times slower, yet it rarely binds. Without it the model is a
     relaxation of the capped one: an answer that keeps the cap anyway is what the capped
     model would give (within the MIP gap, measured against a bound that holds for both).
-    An answer that breaks it is thrown away and the capped model solved, within the same
-    time limit.
+    An answer that breaks it is set aside and the capped model solved, within the same time
+    limit; only if that finds no plan in the time left is the first answer taken, as one
+    stopped at the time limit.
     """
+    import highspy
+
     t0 = time.perf_counter()
     answer, gap_override = _highs_rounds(to_highs(model, options, cap=False), model, options, t0)
     if _breaks_cap(model, answer):
+        uncapped, uncapped_gap = answer, gap_override
         answer, gap_override = _highs_rounds(to_highs(model, options), model, options, t0)
+        ms = highspy.HighsModelStatus
+        if not answer.has_solution and answer.status in (ms.kTimeLimit, ms.kIterationLimit):
+            answer = replace(uncapped, status=answer.status, message=answer.message)
+            gap_override = uncapped_gap
     return _result(model, options, answer, gap_override, time.perf_counter() - t0)
 
 
