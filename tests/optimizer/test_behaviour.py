@@ -12,6 +12,7 @@ import wattplan
 from tests.optimizer.checks import check_plan
 from tests.optimizer.helpers import at, tiny
 from wattplan import SolverOptions, datasets
+from wattplan.optimizer._inputs import prepare
 
 ROOT = Path(__file__).parents[2]
 
@@ -270,3 +271,13 @@ def test_no_pv_no_talk_of_curtailing() -> None:
     plan = wattplan.optimize(tiny([10.0, -5.0, 20.0], []))
     assert "negative import prices" in plan.explanation
     assert "PV" not in plan.explanation
+
+
+def test_the_slot_grid_hands_out_its_index_afresh() -> None:
+    # the grid computes its index once; a caller naming it (as the schedule does) must not
+    # rename the grid's own
+    grid = prepare(tiny([30.0, 31.0, 32.0])).grid
+    index = grid.index
+    index.name = "start"
+    assert grid.index.name is None
+    assert len(grid.index) == grid.n == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -57,12 +58,17 @@ class SlotGrid:
 
     @property
     def index(self) -> pd.DatetimeIndex:
-        """Slot starts, tz-aware UTC."""
+        """Slot starts, tz-aware UTC (a new object each time: callers may name it)."""
+        return self._index.copy()
+
+    # computed once per grid: a plan reads them many times (the grid is frozen)
+    @cached_property
+    def _index(self) -> pd.DatetimeIndex:
         return pd.date_range(
             self.start, self.end, freq=f"{self.resolution_minutes}min", inclusive="left"
         )
 
-    @property
+    @cached_property
     def n(self) -> int:
         return int((self.end - self.start) / pd.Timedelta(minutes=self.resolution_minutes))
 
