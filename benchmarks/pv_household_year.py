@@ -238,7 +238,7 @@ def main() -> None:
     worst = min(checks, key=lambda c: c.savings_eur)
     print(f"  smallest saving                {worst.savings_eur:8.4f} EUR on {worst.day}")
     default = max(abs(c.terminal_ct - max(0.0, c.quartile_ct)) for c in checks)
-    print(f"  terminal price vs lower quartile{default:8.2e} ct/kWh (largest difference)")
+    print(f"  terminal price vs 25th pct    {default:8.2e} ct/kWh (largest difference)")
     print(
         f"  time                           {s.seconds:8.1f} s ({s.seconds / s.days:.2f} s a plan)"
     )

@@ -368,6 +368,24 @@ def test_the_dimming_scenario_moves_charging_out_of_its_window() -> None:
     found = re.search(r"saves (-?\d+\.\d+) EUR", line)
     assert found is not None and float(found.group(1)) > 0, line
     assert "Grid signal (§14a EnWG): dimmed car to 4.2 kW Sat 21:00–Sun 01:00" in plan.explanation
+    # what left the window, recomputed from the plan without dimming: net over the window,
+    # so charging that only moved to other slots inside it does not count
+    undimmed = sc.model_copy(
+        update={
+            "devices": [
+                d.model_copy(update={"dimming": []}) if getattr(d, "dimming", None) else d
+                for d in sc.devices
+            ]
+        }
+    )
+    free = wattplan.optimize(undimmed)
+    window = (plan.schedule.index >= pd.Timestamp("2026-04-25T21:00:00+02:00")) & (
+        plan.schedule.index < pd.Timestamp("2026-04-26T01:00:00+02:00")
+    )
+    dt_h = (plan.schedule.index[1] - plan.schedule.index[0]).total_seconds() / 3600
+    left = (free.schedule.car_kw[window].sum() - plan.schedule.car_kw[window].sum()) * dt_h
+    assert 0.5 < left < plan.dimming_moved_kwh
+    assert f"{left:.2f} kWh of it the dimmed windows" in plan.explanation, plan.explanation
 
 
 @pytest.mark.parametrize("cap", [4.2, 1.0, 0.0])

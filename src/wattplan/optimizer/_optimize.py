@@ -427,6 +427,7 @@ def _explain(
 @dataclass
 class _DimmingReport:
     moved_kwh: dict[str, float]  # per dimmed device
+    out_kwh: dict[str, float]  # of it, what left the dimmed windows (net per window)
     cost_eur: float | None  # valued bill with dimming less without; None if not solved
     windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]  # dimmed slots, by device
 
@@ -453,20 +454,28 @@ def _dimming_report(inputs: Inputs, fl: Flows, opts: SolverOptions) -> _DimmingR
         outcome = SolveOutcome.FAILED
     if outcome not in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT):
         nan = float("nan")
-        return _DimmingReport(dict.fromkeys(inputs.dimming_kw, nan), None, windows)
+        blank = dict.fromkeys(inputs.dimming_kw, nan)
+        return _DimmingReport(blank, dict(blank), None, windows)
     net_grid_exchange(free)
     ref = flows_from_model(free)
     moved: dict[str, float] = {}
+    out: dict[str, float] = {}
     for name, cap in inputs.dimming_kw.items():
         mine = fl.charge_kw.get(name, fl.device_kw[name])
         theirs = ref.charge_kw.get(name, ref.device_kw[name])
         dimmed = np.isfinite(cap)
         moved[name] = float(np.maximum(theirs - mine, 0.0)[dimmed].sum() * inputs.dt_h)
+        # per contiguous window, the net energy that left it (shifts inside it cancel)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], dimmed.astype(np.int8), [0]])))
+        out[name] = sum(
+            max(0.0, float((theirs - mine)[a:b].sum()) * inputs.dt_h)
+            for a, b in zip(edges[::2], edges[1::2], strict=True)
+        )
 
     def valued(f: Flows) -> float:
         return bill_eur(inputs, f) - sum(end_values_eur(inputs, f).values())
 
-    return _DimmingReport(moved, valued(fl) - valued(ref), windows)
+    return _DimmingReport(moved, out, valued(fl) - valued(ref), windows)
 
 
 def _dimming_line(inputs: Inputs, rep: _DimmingReport) -> str:
@@ -476,13 +485,13 @@ def _dimming_line(inputs: Inputs, rep: _DimmingReport) -> str:
         caps = inputs.dimming_kw[name]
         lo = float(caps[np.isfinite(caps)].min())
         parts.append(
-            f"{name} to {lo:g} kW {_fmt_periods(periods, tz)} "
-            f"({rep.moved_kwh[name]:.2f} kWh moved out)"
+            f"{name} to {lo:g} kW {_fmt_periods(periods, tz)} ({rep.moved_kwh[name]:.2f} kWh moved)"
         )
-    total = sum(rep.moved_kwh.values())
+    total, out = sum(rep.moved_kwh.values()), sum(rep.out_kwh.values())
     text = (
         "Grid signal (§14a EnWG): dimmed " + "; ".join(parts) + f". Against the optimal plan "
-        f"without dimming, {total:.2f} kWh moved out of the dimmed slots"
+        f"without dimming, {total:.2f} kWh left the dimmed slots, {out:.2f} kWh of it the "
+        "dimmed windows (the rest moved within them)"
     )
     if rep.cost_eur is not None:
         text += f" at a cost of {rep.cost_eur:.2f} EUR"
