@@ -190,6 +190,9 @@ class Model:
     relaxable: list[RelaxableGroup] = field(default_factory=list)
     # direction binaries (z, a, b): a > 0 needs z = 1, b > 0 needs z = 0; no cost of their own
     exclusive: list[tuple[Var, Var, Var]] = field(default_factory=list)
+    # solve as one MIP from the start: the relaxed-first rounds are slower on this model
+    # (binding dimming windows with a battery: 0.6 s whole against 2.5-4 s in rounds)
+    whole_mip: bool = False
 
     @property
     def is_mip(self) -> bool:
@@ -409,6 +412,7 @@ def _dimming(b: _Builder, model: Model) -> None:
             b.row([(bat.c[t], 1.0), (z, -bd.max_charge_kw)], LE, 0.0)
             b.row([(bat.d[t], 1.0), (z, bd.max_discharge_kw)], LE, bd.max_discharge_kw)
             model.exclusive.append((z, bat.c[t], bat.d[t]))
+            model.whole_mip = True
     for t, ss in relief.items():
         own: Terms = [(d[t], -1.0) for d in discharge]
         if t in model.v:

@@ -334,6 +334,10 @@ def _highs_rounds(
     # Appliance starts are real choices, but their one-hot relaxation is usually integral
     # already: an appliance whose relaxed starts are fractional is made integral.
     choices = [[y.index for y in app.y.values()] for app in model.appliances]
+    if model.whole_mip:  # every binary integral as built: one MIP with the whole limit
+        lp[0] = False
+        run(final=True)
+        return _Answer.of(h), None
     set_kind([zc for zc, _a, _b in directions], kinds.kContinuous)
     set_kind([c for group in choices for c in group], kinds.kContinuous)
     set_kind(lazy, kinds.kContinuous)
