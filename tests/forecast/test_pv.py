@@ -178,7 +178,12 @@ def test_bad_weather_names_the_column_or_index() -> None:
         wattplan.forecast_pv(site, holes)
     assert info.value.key == "ghi_w_m2"
     with pytest.raises(ForecastInputError) as info:
-        wattplan.forecast_pv(site, weather.drop(weather.index[5]))
+        wattplan.forecast_pv(
+            site,
+            weather.set_axis(
+                weather.index.insert(5, weather.index[4] + pd.Timedelta(minutes=7))[:24]
+            ),
+        )
     assert info.value.key == "weather"
     with pytest.raises(ForecastInputError) as info:
         wattplan.forecast_pv(site, weather, resolution_minutes=7)
@@ -220,3 +225,14 @@ def test_given_direct_and_diffuse_irradiance_are_used_as_they_are() -> None:
     # and they matter: all of it diffuse gives less on a south-tilted array at noon
     diffuse = wattplan.forecast_pv(site, full.assign(dni_w_m2=0.0, dhi_w_m2=600.0)).kw.kw_p50
     assert diffuse.loc["2026-06-21 11:00"] < 0.9 * given.loc["2026-06-21 11:00"]
+
+
+def test_weather_with_gaps_gives_slots_only_where_there_is_weather() -> None:
+    weather = _typical("2026-06-01", "2026-06-03")
+    holey = weather.drop(weather.index[30:40])
+    site = _site()
+    whole = wattplan.forecast_pv(site, weather, resolution_minutes=15).kw.kw_p50
+    out = wattplan.forecast_pv(site, holey, resolution_minutes=15).kw.kw_p50
+    assert len(out) == 4 * len(holey)
+    assert out.index.isin(whole.index).all()
+    assert np.allclose(out.to_numpy(), whole.loc[out.index].to_numpy())

@@ -148,12 +148,16 @@ def _index(data: pd.Series | pd.DataFrame, name: str) -> pd.DatetimeIndex:
 
 
 def _step_minutes(index: pd.DatetimeIndex, name: str) -> int:
+    """The index's step: the shortest gap between rows; longer ones must be multiples."""
     if len(index) < 2:
         raise ForecastInputError(name, "needs at least two rows to know its resolution")
-    steps = np.unique(np.diff(index.as_unit("ns").asi8)) // 60_000_000_000
-    if len(steps) != 1 or steps[0] <= 0 or (60 % steps[0] and steps[0] % 60):
-        raise ForecastInputError(name, f"needs a regular step, found steps of {steps} minutes")
-    return int(steps[0])
+    gaps = np.unique(np.diff(index.as_unit("ns").asi8)) // 60_000_000_000
+    step = int(gaps[0])
+    if step <= 0 or (60 % step and step % 60) or (gaps % step).any():
+        raise ForecastInputError(
+            name, f"needs a regular step of whole minutes, found steps of {gaps[:5]} minutes"
+        )
+    return step
 
 
 def _weather(weather: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -195,11 +199,12 @@ def _on_grid(weather: pd.DataFrame, step: int, resolution: int) -> pd.DataFrame:
         raise ForecastInputError(
             "resolution_minutes", f"must divide the weather's {step}-minute step"
         )
-    fine = pd.date_range(
-        weather.index[0], weather.index[-1] + pd.Timedelta(minutes=step), freq=f"{resolution}min",
-        inclusive="left", name=weather.index.name,
-    )  # fmt: skip
-    return weather.reindex(fine, method="ffill")
+    k = step // resolution
+    offsets = np.tile(np.arange(k) * resolution * 60_000_000_000, len(weather))
+    stamps = np.repeat(pd.DatetimeIndex(weather.index).as_unit("ns").asi8, k) + offsets
+    fine = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True), name=weather.index.name)
+    fine = fine.tz_convert(pd.DatetimeIndex(weather.index).tz)
+    return weather.reindex(fine, method="ffill")  # each slot's mean repeats within it
 
 
 def _model_kw(site: PVSite, weather: pd.DataFrame, step: int) -> tuple[pd.Series, pd.Series]:
@@ -270,7 +275,7 @@ def _resample(kw: pd.Series, step: int, resolution: int) -> pd.Series:
         )
     tz = pd.DatetimeIndex(kw.index).tz
     utc = kw.tz_convert("UTC")
-    out = utc.resample(f"{resolution}min").mean()
+    out = utc.resample(f"{resolution}min").mean().dropna()  # no slot made up in a gap
     return out.tz_convert(tz)
 
 
@@ -283,7 +288,8 @@ def forecast_pv(
 ) -> PVForecast:
     """PV AC power (mean kW) per slot of the weather's index, with P10/P50/P90.
 
-    ``weather`` has a tz-aware index of slot starts at a regular step and the slot means
+    ``weather`` has a tz-aware index of slot starts at a regular step (gaps allowed) and
+    the slot means
     ``ghi_w_m2`` (required), ``dni_w_m2`` and ``dhi_w_m2`` (derived from the global
     irradiance when missing), ``temp_air_c`` (12 °C when missing) and ``wind_speed_m_s``
     (1 m/s); pvlib's short names (``ghi``, ``temp_air`` …) work too. The shipped
