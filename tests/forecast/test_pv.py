@@ -43,8 +43,9 @@ def test_noon_output_of_a_flat_array_is_kwp_times_irradiance_after_losses() -> N
 
 def test_no_sun_no_power_even_if_the_data_says_light() -> None:
     index = pd.date_range("2026-12-21 20:00", periods=6, freq="h", tz="UTC")
-    weather = pd.DataFrame({"ghi_w_m2": 300.0}, index)
-    out = wattplan.forecast_pv(_site(), weather)
+    weather = pd.DataFrame({"ghi_w_m2": 800.0}, index)
+    # a vertical array would see light reflected from the ground
+    out = wattplan.forecast_pv(_site(tilt_deg=90), weather)
     assert (out.kw.to_numpy() == 0).all()
 
 
