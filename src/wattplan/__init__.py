@@ -39,6 +39,11 @@ _LAZY: dict[str, str] = {
     "BaseLoadForecast": "wattplan.forecast",
     "day_ahead_base_load": "wattplan.forecast",
     "forecast_base_load": "wattplan.forecast",
+    "PVCorrection": "wattplan.forecast",
+    "PVForecast": "wattplan.forecast",
+    "PVSite": "wattplan.forecast",
+    "fit_pv_correction": "wattplan.forecast",
+    "forecast_pv": "wattplan.forecast",
     "Planner": "wattplan.planner",
     "PlanStore": "wattplan.planner",
 }

@@ -42,3 +42,11 @@ def test_readme_command_runs(tmp_path: Path) -> None:
     frame = pd.read_csv(tmp_path / "base-load.csv")
     assert list(frame.columns) == ["start", "kwh_p10", "kwh_p50", "kwh_p90"]
     assert len(frame) == 31 * 96 - 4  # March, with the 23-hour day
+
+
+def test_readme_pv_example_forecasts_a_dst_day_and_learns_the_shade() -> None:
+    out = run_python(readme_block("example: pv forecast"))
+    assert "92 quarter-hours," in out.stdout
+    # the shade halves the output from solar hour 14 on; shrunk a little towards 1
+    assert "[1.0, 1.0, 1.0, 1.0, 0.55, 0.55, 0.55, 0.55]" in out.stdout
+    assert "2026-03-29 16:00:00+02:00" in out.stdout

@@ -1,21 +1,29 @@
-"""Forecasts of a household's base load from its own metered usage.
+"""Forecasts of a household's base load and PV from its own meter and the weather.
 
 Pure like the optimizer: no HTTP, no database, and no dependency on the optimizer (nor
 the optimizer on it). :func:`forecast_base_load` forecasts a window from the history it
 is given; :func:`day_ahead_base_load` rolls day by day as the planner does, forecasting
 each day D from the usage before local midnight of D−1. :func:`read_usage_csv` reads and
-checks the CSV that ``wattplan forecast base-load`` takes.
+checks the CSV that ``wattplan forecast base-load`` takes. :func:`forecast_pv` models PV
+from the site and a weather forecast with pvlib, corrected by :func:`fit_pv_correction`
+from the site's metered PV.
 """
 
 from __future__ import annotations
 
 from wattplan.forecast._baseload import BaseLoadForecast, day_ahead_base_load, forecast_base_load
 from wattplan.forecast._io import read_usage_csv, write_forecast_csv
+from wattplan.forecast._pv import PVCorrection, PVForecast, PVSite, fit_pv_correction, forecast_pv
 
 __all__ = [
     "BaseLoadForecast",
+    "PVCorrection",
+    "PVForecast",
+    "PVSite",
     "day_ahead_base_load",
+    "fit_pv_correction",
     "forecast_base_load",
+    "forecast_pv",
     "read_usage_csv",
     "write_forecast_csv",
 ]
