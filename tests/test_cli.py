@@ -78,3 +78,22 @@ def test_schema_documents_every_key() -> None:
         for key, prop in spec["properties"].items():
             if key != "kind":
                 assert prop.get("description"), f"{model}.{key} is undocumented"
+
+
+def test_the_cli_log_is_redacted() -> None:
+    # every wattplan command logs through the redacting handler, not a bare basicConfig one
+    code = (
+        "import logging\n"
+        "from wattplan import cli\n"
+        "cli.main(['schema'])\n"
+        "log = logging.getLogger('wattplan.test')\n"
+        "log.warning('refreshing with refresh_token=rt_leak_1 for %s', 'c1')\n"
+        'log.warning(\'answer {"access_token": "at_leak_2", "token_type": "Bearer"}\')\n'
+        "log.warning('GET /callback?code=code_leak_3&state=s1')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "refreshing with" in out.stderr and "c1" in out.stderr, out.stderr
+    for secret in ("rt_leak_1", "at_leak_2", "code_leak_3"):
+        assert secret not in out.stderr, out.stderr

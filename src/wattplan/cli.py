@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # like basicConfig: a host's logging stays as it is
+        from wattplan._logging import configure_logging
+
+        configure_logging("text", level)  # redacted: tokens, codes and secrets never print
     try:
         code: int = args.func(args)
     except WattplanError as exc:
