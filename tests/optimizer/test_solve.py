@@ -33,18 +33,20 @@ def test_relaxed_first_matches_the_full_mip(path: Path) -> None:
     assert ours.objective_eur == pytest.approx(full, rel=2e-4, abs=1e-6)
 
 
-def test_slow_relaxation_rounds_leave_the_full_mip_half_the_time(
+def test_rounds_out_of_their_share_hand_the_rest_to_the_full_mip(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Rounds that eat the time limit must not starve the full MIP (it found no plan then).
 
-    Each HiGHS run is made to take an extra second before it starts; the time limits the
-    solver hands to HiGHS are recorded. The last run (the full MIP) must get about half of
-    the limit, not the 0.05 s that was left before.
+    The rounds' share of the limit is set to nothing and every HiGHS run made to take half
+    a second longer: the rounds stop at once and a full MIP run gets what is left of the
+    limit, not the 0.05 s that was left before the share existed.
     """
     import time
 
     import highspy
+
+    from wattplan.optimizer import _solve
 
     limits: list[float] = []
     original = highspy.Highs.run
@@ -52,17 +54,18 @@ def test_slow_relaxation_rounds_leave_the_full_mip_half_the_time(
     def slow_run(self: object) -> object:
         value = self.getOptionValue("time_limit")  # type: ignore[attr-defined]
         limits.append(float(value[1] if isinstance(value, tuple) else value))
-        time.sleep(1.0)
+        time.sleep(0.5)
         return original(self)  # type: ignore[arg-type]
 
     monkeypatch.setattr(highspy.Highs, "run", slow_run)
+    monkeypatch.setattr(_solve, "ROUNDS_SHARE", 0.0)
     path = next(p for p in SCENARIOS if p.stem == "dst-autumn-2025-10-26")
     scenario = wattplan.load_scenario(path)
-    opts = scenario.solver.model_copy(update={"time_limit_s": 4.0})
+    opts = scenario.solver.model_copy(update={"time_limit_s": 6.0})
     result = solve(build_model(prepare(scenario)), opts)
-    assert len(limits) >= 3, limits  # the rounds ran, then the full MIP
-    assert limits[-1] >= 1.5, limits
-    assert result.outcome in (SolveOutcome.OPTIMAL, SolveOutcome.TIME_LIMIT)
+    assert limits[0] <= 0.1, limits  # the rounds had no share
+    assert max(limits[1:]) >= 4.0, limits  # the full MIP had the rest
+    assert result.outcome is SolveOutcome.OPTIMAL
 
 
 def _capped_model(scenario: wattplan.Scenario) -> Model:
