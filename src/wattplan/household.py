@@ -355,6 +355,7 @@ def household_scenario(
     prices_ct_per_kwh: pd.Series,
     state: HouseholdState | None = None,
     resolution: Literal["15min", "30min", "60min"] = "15min",
+    terminal_price_ct_per_kwh: float | None = None,
 ) -> Scenario:
     """Compose the scenario of ``[start, end)`` from a profile, series and device state.
 
@@ -362,7 +363,9 @@ def household_scenario(
     tz-aware indexes covering the window. A session the car is plugged in for at
     ``start`` starts at ``start`` with the energy still missing (``state``); a session
     that departs after ``end`` must deliver nothing in this window but may charge up to
-    what it still needs (the next window plans the rest).
+    what it still needs (the next window plans the rest). ``terminal_price_ct_per_kwh``
+    values what the window leaves stored (default: the scenario's, the lower quartile of
+    the window's prices).
     """
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     if lo.tzinfo is None or hi.tzinfo is None:
@@ -427,6 +430,8 @@ def household_scenario(
         "export_only_pv": household.site.export_only_pv,
         "base_load": _window(base_load_kw, lo, hi),
     }
+    if terminal_price_ct_per_kwh is not None:
+        site["terminal_price_ct_per_kwh"] = terminal_price_ct_per_kwh
     if pv_kw is not None:
         site["pv"] = _window(pv_kw, lo, hi)
     price = _window(prices_ct_per_kwh, lo, hi)
