@@ -25,9 +25,14 @@ Strategies (each its own chain of states):
   bound approximate by a few cents a week.
 
 Every strategy starts with the batteries at ``initial_soc_kwh`` (default ``soc_min_kwh``).
-Executing a plan: the car and a charging battery draw the planned power; a discharging
-battery (with ``export_only_pv``) gives at most what the house draws at that moment, as
-a controller following the plan would; PV beyond the export limit is curtailed.
+Executing a plan: the car draws the planned power. The plan sets each battery's mode per
+slot and the battery's controller follows the actual load within it, as home batteries
+do: in a slot the plan discharges, the battery gives the planned power plus what the
+house draws beyond the plan's expectation (less when it draws less; up to its power and
+SoC; never exporting with ``export_only_pv``); in other slots it
+charges the planned power plus any actual PV surplus that would otherwise be exported.
+The rest is the grid's: import and export settled at the real prices; PV beyond the
+export limit is curtailed.
 """
 
 from __future__ import annotations
@@ -300,24 +305,37 @@ def _execute(
             out[f"{d.name}_kw"] = kw
             net = net + kw
             _credit_ev(d, idx, kw * hours * d.efficiency, state, tz, hi, shortfall)
+    # what the plan expected the house to draw before the batteries (kW, may be < 0)
+    planned_net = sched["base_load_kw"].to_numpy(dtype=float) - sched["pv_used_kw"].to_numpy(
+        dtype=float
+    )
+    for d in household.devices:
+        if isinstance(d, HouseholdEV):
+            planned_net = planned_net + sched[f"{d.name}_kw"].to_numpy(dtype=float)
     for d in batteries:
-        ch = sched[f"{d.name}_charge_kw"].to_numpy(dtype=float)
-        dis = sched[f"{d.name}_discharge_kw"].to_numpy(dtype=float)
-        if household.site.export_only_pv:
-            # the battery serves the house, never the grid: a controller following the plan
-            # discharges at most what the house draws at that moment
-            dis = np.minimum(dis, np.clip(net + ch, 0.0, None))
+        plan_ch = sched[f"{d.name}_charge_kw"].to_numpy(dtype=float)
+        plan_dis = sched[f"{d.name}_discharge_kw"].to_numpy(dtype=float)
+        kw = np.zeros(len(idx))
         soc = state.battery_soc_kwh[d.name]
-        ch = ch.copy()
-        for t in range(len(ch)):
-            # the planned SoC path is feasible; after a smaller discharge it is higher, so
-            # a planned charge may hit the top: clip it there
-            room = (d.capacity_kwh - soc) / (d.charge_efficiency * hours)
-            ch[t] = min(ch[t], max(room, 0.0))
-            soc += (ch[t] * d.charge_efficiency - dis[t] / d.discharge_efficiency) * hours
+        for t in range(len(idx)):
+            # the plan sets the battery's mode per slot; the battery's own controller follows
+            # the actual load within it (see the module docstring)
+            room = max(0.0, (d.capacity_kwh - soc) / (d.charge_efficiency * hours))
+            left = max(0.0, (soc - d.soc_min_kwh) * d.discharge_efficiency / hours)
+            if plan_dis[t] > plan_ch[t] + 1e-9:
+                want = max(plan_dis[t] + net[t] - planned_net[t], 0.0)
+                if household.site.export_only_pv:
+                    want = min(want, max(net[t], 0.0))
+                x = min(want, d.max_discharge_kw, left)
+                kw[t] = -x
+                soc -= x / d.discharge_efficiency * hours
+            else:
+                c = min(plan_ch[t] + max(-(net[t] + plan_ch[t]), 0.0), d.max_charge_kw, room)
+                kw[t] = c
+                soc += c * d.charge_efficiency * hours
         state.battery_soc_kwh[d.name] = min(max(soc, d.soc_min_kwh), d.capacity_kwh)
-        out[f"{d.name}_kw"] = ch - dis
-        net = net + ch - dis
+        out[f"{d.name}_kw"] = kw
+        net = net + kw
     out["grid_import_kw"] = np.clip(net, 0.0, None)
     export = np.clip(-net, 0.0, None)
     # PV beyond the export limit is curtailed (not paid)
