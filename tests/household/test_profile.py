@@ -172,3 +172,12 @@ def test_state_carries_battery_soc_and_ev_energy() -> None:
     assert sc.device("battery").soc_kwh == 7.5  # type: ignore[union-attr]
     (sess,) = sc.device("car").sessions  # type: ignore[union-attr]
     assert sess.needed_kwh() == pytest.approx(3.0)
+
+
+def test_readme_profile_is_valid() -> None:
+    import yaml
+
+    from tests.readme import readme_block
+
+    h = household_from_dict(yaml.safe_load(readme_block("example: household profile", "yaml")))
+    assert [d.kind for d in h.devices] == ["ev", "battery"]
