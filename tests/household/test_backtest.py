@@ -216,3 +216,48 @@ def test_cli_prints_the_bills(files: tuple[Path, Path]) -> None:
         [*cmd[:-4], "--start", "2025-10-24", "--end", "2025-10-24"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "must be after start" in bad.stderr
+
+
+def test_battery_follows_the_actual_load_within_the_planned_mode() -> None:
+    from wattplan.household import HouseholdState
+    from wattplan.household_backtest import _execute
+
+    h = household_from_dict(
+        {
+            "devices": [
+                {
+                    "kind": "battery",
+                    "name": "battery",
+                    "capacity_kwh": 10.0,
+                    "soc_min_kwh": 1.0,
+                    "max_charge_kw": 5.0,
+                    "max_discharge_kw": 5.0,
+                    "charge_efficiency": 1.0,
+                    "discharge_efficiency": 1.0,
+                }
+            ]
+        }
+    )
+    idx = pd.date_range("2025-11-03 12:00", periods=3, freq="60min", tz="UTC")
+    # planned: discharge 2 kW for an expected 2 kW load; idle; charge 1 kW from the grid
+    sched = pd.DataFrame(
+        {
+            "price_ct_per_kwh": 30.0,
+            "feed_in_ct_per_kwh": 8.0,
+            "base_load_kw": [2.0, 1.0, 1.0],
+            "pv_used_kw": [0.0, 0.0, 0.0],
+            "battery_charge_kw": [0.0, 0.0, 1.0],
+            "battery_discharge_kw": [2.0, 0.0, 0.0],
+        },
+        index=idx,
+    )
+    quarter = pd.date_range(idx[0], periods=12, freq="15min")
+    base = pd.Series(np.repeat([3.0, 1.0, 1.0], 4), quarter)  # the first hour draws 1 kW more
+    pv = pd.Series(np.repeat([0.0, 2.5, 0.0], 4), quarter)  # unexpected PV in the second
+    state = HouseholdState(battery_soc_kwh={"battery": 5.0})
+    out = _execute(h, sched, idx[0], idx[-1] + pd.Timedelta(hours=1), base, pv, state, [])
+    # the battery covers the extra load, stores the surprise surplus, charges as planned
+    np.testing.assert_allclose(out["battery_kw"], [-3.0, 1.5, 1.0])
+    np.testing.assert_allclose(out["grid_import_kw"], [0.0, 0.0, 2.0])
+    np.testing.assert_allclose(out["grid_export_kw"], [0.0, 0.0, 0.0])
+    assert state.battery_soc_kwh["battery"] == pytest.approx(5.0 - 3.0 + 1.5 + 1.0)
