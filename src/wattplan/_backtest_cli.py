@@ -43,6 +43,7 @@ def _backtest(args: argparse.Namespace) -> int:
         "forecast": "own forecasts (base load from usage to D-2, PV persistence)",
         "perfect_forecast": "perfect forecasts (actual base load and PV)",
         "baseline": "baseline (plug-in charging, battery self-consumption)",
+        "cheapest_slots": "cheapest slots (EV in its cheapest slots, battery self-consumption)",
         "bound": "bound (whole period as one plan, perfect foresight)",
     }
     for key, bill in out.bill_eur.items():
@@ -54,7 +55,6 @@ def _backtest(args: argparse.Namespace) -> int:
             f"base-load forecast: MAE {out.forecast_error['mae_kwh']:.3f} kWh per interval, "
             f"MASE {out.forecast_error['mase']:.3f} (vs same slot 7 days earlier)"
         )
-    print("not implemented: cheapest_slots (evcc-style rule); left out of --json")
     for note in out.notes:
         print(f"note: {note}")
     return 0

@@ -18,6 +18,9 @@ Strategies (each its own chain of states):
 * ``perfect_forecast``: the same loop with the actual base load and PV as the forecast.
 * ``baseline``: the optimizer's baseline (the car charges at full power from plug-in, the
   battery does self-consumption), computed on the actual base load and PV, chained.
+* ``cheapest_slots``: evcc-style: each car session charges at full power in the cheapest
+  slots of its plug-in window (all its prices are published by the plug-in in the usual
+  evening habits), the battery greedily does self-consumption on the actual load.
 * ``bound``: the whole period as one optimize call with perfect foresight, where what is
   left stored at the end is worth nothing. It minimizes the bill plus battery wear and
   charging-start penalties, so it bounds that sum rather than the bill alone; and the
@@ -68,8 +71,14 @@ __all__ = [
 ]
 
 PUBLICATION = dt.time(14, 0)
-Strategy = Literal["forecast", "perfect_forecast", "baseline", "bound"]
-STRATEGIES: tuple[Strategy, ...] = ("forecast", "perfect_forecast", "baseline", "bound")
+Strategy = Literal["forecast", "perfect_forecast", "baseline", "cheapest_slots", "bound"]
+STRATEGIES: tuple[Strategy, ...] = (
+    "forecast",
+    "perfect_forecast",
+    "baseline",
+    "cheapest_slots",
+    "bound",
+)
 
 
 class ActualsError(WattplanError, ValueError):
@@ -425,7 +434,7 @@ def rolling_backtest(
     executed: dict[str, pd.DataFrame] = {}
     shortfalls: dict[str, float] = {}
     fc_rows: list[pd.Series] = []
-    loop = [s for s in strategies if s != "bound"]
+    loop = [s for s in strategies if s not in ("bound", "cheapest_slots")]
     for strategy in loop:
         state = HouseholdState.initial(household)
         parts: list[pd.DataFrame] = []
@@ -469,6 +478,11 @@ def rolling_backtest(
         executed[strategy] = frame
         bills[strategy] = _bill(frame)
         shortfalls[strategy] = float(sum(short))
+    if "cheapest_slots" in strategies:
+        frame, missing_kwh = _cheapest_slots(household, prices, t_first, t_last, base_q, pv_q)
+        executed["cheapest_slots"] = frame
+        bills["cheapest_slots"] = _bill(frame)
+        shortfalls["cheapest_slots"] = missing_kwh
     if "bound" in strategies:
         slots_price = prices[(prices.index >= t_first) & (prices.index < t_last)]
         step = pd.DatetimeIndex(slots_price.index).to_series().diff().min()
@@ -516,6 +530,64 @@ def rolling_backtest(
         forecast_error=error, shortfall_kwh=shortfalls, shift_weeks=weeks,
         filled_base_hours=missing, notes=notes,
     )  # fmt: skip
+
+
+def _cheapest_slots(
+    household: Household,
+    prices: pd.Series,
+    lo: pd.Timestamp,
+    hi: pd.Timestamp,
+    base_q: pd.Series,
+    pv_q: pd.Series,
+) -> tuple[pd.DataFrame, float]:
+    from wattplan.backtest import cheapest_hours_schedule
+
+    price = prices[(prices.index >= lo) & (prices.index < hi)]
+    idx = pd.DatetimeIndex(price.index)
+    step = int((idx[1] - idx[0]).total_seconds() // 60)
+    hours = step / 60.0
+    out = pd.DataFrame(index=idx)
+    out["price_ct_per_kwh"] = price.to_numpy(dtype=float)
+    out["feed_in_ct_per_kwh"] = household.site.feed_in_ct_per_kwh
+    out["base_load_kw"] = _on_slots(base_q, idx, step)
+    out["pv_kw"] = _on_slots(pv_q, idx, step)
+    net = out["base_load_kw"].to_numpy() - out["pv_kw"].to_numpy()
+    short = 0.0
+    for d in household.devices:
+        if isinstance(d, HouseholdEV):
+            kw = np.zeros(len(idx))
+            for plug, dep, energy in ev_sessions(d, lo, hi, household.site.timezone):
+                if dep > hi:
+                    continue  # departs after the period: the next period charges it
+                ev = cheapest_hours_schedule(
+                    price, energy_kwh=energy, max_power_kw=d.max_power_kw,
+                    plug_in=max(plug, lo), departure=dep, efficiency=d.efficiency,
+                ).to_numpy()  # fmt: skip
+                short += max(0.0, energy - float(ev.sum()) * hours * d.efficiency)
+                kw += ev
+            out[f"{d.name}_kw"] = kw
+            net = net + kw
+    for d in household.devices:
+        if isinstance(d, HouseholdBattery):
+            soc = d.soc_min_kwh if d.initial_soc_kwh is None else d.initial_soc_kwh
+            kw = np.zeros(len(idx))
+            for t in range(len(idx)):
+                room = max(0.0, (d.capacity_kwh - soc) / (d.charge_efficiency * hours))
+                left = max(0.0, (soc - d.soc_min_kwh) * d.discharge_efficiency / hours)
+                if net[t] < 0:
+                    kw[t] = min(-net[t], d.max_charge_kw, room)
+                    soc += kw[t] * d.charge_efficiency * hours
+                else:
+                    kw[t] = -min(net[t], d.max_discharge_kw, left)
+                    soc += kw[t] / d.discharge_efficiency * hours
+            out[f"{d.name}_kw"] = kw
+            net = net + kw
+    out["grid_import_kw"] = np.clip(net, 0.0, None)
+    out["grid_export_kw"] = np.minimum(
+        np.clip(-net, 0.0, None), household.site.grid_export_limit_kw
+    )
+    out["slot_hours"] = hours
+    return out, short
 
 
 def _optimize(scenario: Any, day: dt.date) -> Plan:

@@ -92,7 +92,13 @@ def test_every_bill_is_reproduced_from_the_executed_schedules(
         dt.date.fromisoformat(start),
         dt.date.fromisoformat(end),
     )
-    assert set(out.bill_eur) == {"forecast", "perfect_forecast", "baseline", "bound"}
+    assert set(out.bill_eur) == {
+        "forecast",
+        "perfect_forecast",
+        "baseline",
+        "cheapest_slots",
+        "bound",
+    }
     assert out.shift_weeks == 0
     raw = pd.read_csv(actuals_csv)
     raw.index = pd.DatetimeIndex(pd.to_datetime(raw["start"], utc=True))
@@ -208,10 +214,16 @@ def test_cli_prints_the_bills(files: tuple[Path, Path]) -> None:
     res = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     assert data["days"] == 2
-    assert set(data["bill_eur"]) == {"forecast", "perfect_forecast", "baseline", "bound"}
+    assert set(data["bill_eur"]) == {
+        "forecast",
+        "perfect_forecast",
+        "baseline",
+        "cheapest_slots",
+        "bound",
+    }
     assert set(data["forecast_error"]) == {"mae_kwh", "mase"}
     text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    assert "perfect forecasts" in text and "not implemented: cheapest_slots" in text
+    assert "perfect forecasts" in text and "cheapest slots" in text
     bad = subprocess.run(
         [*cmd[:-4], "--start", "2025-10-24", "--end", "2025-10-24"], capture_output=True, text=True
     )
