@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "wattplan.auth._cli",
     "wattplan.planner._cli",
     "wattplan.forecast._cli",
+    "wattplan._backtest_cli",
 )
 
 

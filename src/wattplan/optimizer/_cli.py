@@ -45,7 +45,13 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    schema: dict[str, Any] = scenario_json_schema()
+    schema: dict[str, Any]
+    if args.household:
+        from wattplan.household import household_json_schema
+
+        schema = household_json_schema()
+    else:
+        schema = scenario_json_schema()
     json.dump(schema, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -71,4 +77,7 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=_plan)
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    s.add_argument(
+        "--household", action="store_true", help="the schema of household profiles instead"
+    )
     s.set_defaults(func=_schema)

@@ -1,0 +1,460 @@
+"""Household profiles: a scenario without time series (DESIGN §3a).
+
+A profile holds what stays true from day to day: the grid connection and feed-in price,
+the PV geometry, the devices with their habits (an EV's plug-in and departure per weekday
+and the energy it needs each time) and the tariff. :func:`household_scenario` composes a
+:class:`wattplan.Scenario` for any window from a profile, the base-load and PV series
+(forecasts or actuals), the devices' state and the prices. :func:`load_household` reads
+a YAML profile; ``wattplan schema --household`` prints the JSON Schema.
+
+Heat pumps and appliances are not part of the profile yet: a heat pump needs a building
+model and an outdoor temperature series per window, which is more than a weekly habit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import pandas as pd
+import yaml
+from annotated_types import Ge, Gt, Le
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from wattplan.exceptions import ScenarioError
+from wattplan.optimizer import Scenario, scenario_from_dict
+from wattplan.optimizer._scenario import (
+    _NUM,
+    _STRICT,
+    CtPerKwh,
+    Fraction,
+    Kw,
+    Kwh,
+    NonNegCtPerKwh,
+    PositiveKw,
+    _loc,
+)
+
+__all__ = [
+    "WEEKDAYS",
+    "EVHabit",
+    "Household",
+    "HouseholdBattery",
+    "HouseholdEV",
+    "HouseholdSite",
+    "HouseholdState",
+    "PVGeometry",
+    "Tariff",
+    "ev_sessions",
+    "household_json_schema",
+    "household_scenario",
+    "load_household",
+]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class PVGeometry(BaseModel):
+    """The PV system's location and geometry (the fields of ``wattplan.forecast.PVSite``)."""
+
+    model_config = _STRICT
+
+    latitude: Annotated[float, Ge(-90.0), Le(90.0), _NUM] = Field(description="Degrees north.")
+    longitude: Annotated[float, Ge(-180.0), Le(180.0), _NUM] = Field(description="Degrees east.")
+    kwp: PositiveKw = Field(description="Peak DC power, kWp.")
+    tilt_deg: Annotated[float, Ge(0.0), Le(90.0), _NUM] = Field(
+        30.0, description="Module angle from horizontal, degrees."
+    )
+    azimuth_deg: Annotated[float, Ge(0.0), Le(360.0), _NUM] = Field(
+        180.0, description="Compass direction the modules face (180 = south), degrees."
+    )
+    losses: Annotated[float, Ge(0.0), Le(0.99), _NUM] = Field(
+        0.14, description="DC losses as a fraction (PVWatts' default 0.14)."
+    )
+    inverter_kw: PositiveKw | None = Field(None, description="Inverter AC rating, kW.")
+
+
+class HouseholdSite(BaseModel):
+    """The grid connection, the feed-in price, the time zone and the PV geometry."""
+
+    model_config = _STRICT
+
+    timezone: str = Field("Europe/Berlin", description="Local time zone of the habits.")
+    grid_import_limit_kw: PositiveKw = Field(30.0, description="Grid import limit, kW.")
+    grid_export_limit_kw: Kw = Field(30.0, ge=0, description="Grid export limit, kW.")
+    feed_in_ct_per_kwh: NonNegCtPerKwh = Field(0.0, description="Feed-in price, ct/kWh.")
+    export_only_pv: bool = Field(True, description="Export comes only from PV.")
+    pv: PVGeometry | None = Field(None, description="The PV system, if there is one.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            pd.Timestamp(0, tz=v)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class EVHabit(BaseModel):
+    """One weekday's charging habit: plug-in and departure (local wall-clock times).
+
+    A departure at or before the plug-in time is on the next day.
+    """
+
+    model_config = _STRICT
+
+    plug_in: dt.time = Field(description="Local plug-in time, HH:MM.")
+    departure: dt.time = Field(description="Local departure time, HH:MM.")
+    energy_kwh: Annotated[float, Ge(0.0), Le(1_000.0), _NUM] = Field(
+        description="Energy to put into the car's battery in this session, kWh."
+    )
+
+    @field_validator("plug_in", "departure", mode="before")
+    @classmethod
+    def _hhmm(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted 18:00 as the sexagesimal integer 1080
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
+            return dt.time(v // 60, v % 60)
+        if isinstance(v, dt.time) and v.tzinfo is not None:
+            raise ValueError("a local wall-clock time, without a UTC offset")
+        return v
+
+
+class HouseholdEV(BaseModel):
+    """An electric car at a wallbox with weekly habits."""
+
+    model_config = _STRICT
+
+    kind: Literal["ev"] = "ev"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Unique name.")
+    max_power_kw: PositiveKw = Field(description="Wallbox maximum charging power, kW.")
+    min_power_kw: Kw | None = Field(None, ge=0, description="Minimum power when charging, kW.")
+    efficiency: Fraction = Field(0.92, gt=0, description="AC-to-battery efficiency.")
+    capacity_kwh: Kwh | None = Field(None, gt=0, description="Usable battery capacity, kWh.")
+    start_penalty_eur: Annotated[float, Ge(0.0), Le(100.0), _NUM] = Field(
+        0.02, description="Cost of each start of charging, EUR."
+    )
+    weekly: dict[Weekday, EVHabit] = Field(
+        default_factory=dict,
+        description="Habit per weekday of the plug-in (mon … sun); days without one: no session.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.capacity_kwh is not None:
+            for day, habit in self.weekly.items():
+                if habit.energy_kwh > self.capacity_kwh + 1e-9:
+                    raise ValueError(
+                        f"weekly.{day}.energy_kwh ({habit.energy_kwh} kWh) exceeds "
+                        f"capacity_kwh ({self.capacity_kwh} kWh)"
+                    )
+        return self
+
+
+class HouseholdBattery(BaseModel):
+    """A stationary home battery (AC-coupled)."""
+
+    model_config = _STRICT
+
+    kind: Literal["battery"] = "battery"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Unique name.")
+    capacity_kwh: Annotated[float, Gt(0.0), Le(10_000.0), _NUM] = Field(
+        description="Usable capacity, kWh."
+    )
+    soc_min_kwh: Kwh = Field(0.0, ge=0, description="Lowest allowed SoC, kWh.")
+    initial_soc_kwh: Kwh | None = Field(
+        None, ge=0, description="SoC at the start of a backtest, kWh; default soc_min_kwh."
+    )
+    max_charge_kw: PositiveKw = Field(description="Maximum charging power (AC), kW.")
+    max_discharge_kw: PositiveKw = Field(description="Maximum discharging power (AC), kW.")
+    charge_efficiency: Fraction = Field(0.95, gt=0, description="AC to stored energy.")
+    discharge_efficiency: Fraction = Field(0.95, gt=0, description="Stored energy to AC.")
+    wear_cost_ct_per_kwh: NonNegCtPerKwh = Field(
+        1.0, description="Wear cost per kWh discharged, ct/kWh."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.soc_min_kwh > self.capacity_kwh:
+            raise ValueError("soc_min_kwh must not exceed capacity_kwh")
+        if self.initial_soc_kwh is not None and not (
+            self.soc_min_kwh <= self.initial_soc_kwh <= self.capacity_kwh
+        ):
+            raise ValueError("initial_soc_kwh must lie within [soc_min_kwh, capacity_kwh]")
+        return self
+
+
+HouseholdDevice = Annotated[HouseholdEV | HouseholdBattery, Field(discriminator="kind")]
+
+
+class Tariff(BaseModel):
+    """All-in import prices: the shipped day-ahead prices through a formula, or a CSV.
+
+    With ``source: day_ahead`` the all-in price is ``(1 + vat) * (spot / 10 + markup)``
+    ct/kWh, as the scenario's ``prices`` key computes it. With ``source: file`` ``file``
+    names a CSV (relative to the profile) with ``start`` and ``price_ct_per_kwh``.
+    """
+
+    model_config = _STRICT
+
+    source: Literal["day_ahead", "file"] = Field(
+        "day_ahead", description="'day_ahead' (shipped DE-LU prices) or 'file'."
+    )
+    markup_ct_per_kwh: CtPerKwh = Field(16.0, description="Net markup on spot, ct/kWh.")
+    vat: Fraction = Field(0.19, ge=0.0, description="VAT applied to spot + markup.")
+    file: str | None = Field(None, description="CSV of all-in prices (source: file).")
+    column: str = Field("price_ct_per_kwh", description="All-in price column of the CSV.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.source == "file" and not self.file:
+            raise ValueError("source 'file' needs 'file'")
+        if self.source == "day_ahead" and self.file is not None:
+            raise ValueError("'file' applies only to source: file")
+        return self
+
+
+class Household(BaseModel):
+    """A household profile: site, devices with their habits, tariff; no time series."""
+
+    model_config = _STRICT
+
+    name: str = Field("household", description="A name for reports.")
+    site: HouseholdSite = Field(default_factory=HouseholdSite, description="The site.")
+    devices: list[HouseholdDevice] = Field(
+        default_factory=list, max_length=20, description="Flexible devices: ev, battery."
+    )
+    tariff: Tariff = Field(default_factory=Tariff, description="Import prices.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [d.name for d in self.devices]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"device names must be unique: {', '.join(dup)}")
+        return self
+
+
+def _validate_household(data: Any) -> Household:
+    try:
+        return Household.model_validate(data)
+    except ValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for err in exc.errors():
+            key = _loc(tuple(err["loc"])) or "household"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "union_tag_invalid":
+                msg = f"unknown device kind; expected one of {err['ctx']['expected_tags']}"
+            if (key, msg) not in problems:
+                problems.append((key, msg))
+        text = "; ".join(f"{k}: {m}" for k, m in problems)
+        raise ScenarioError(
+            text, key=problems[0][0], reason=problems[0][1], errors=problems
+        ) from None
+
+
+def load_household(path: str | Path) -> Household:
+    """Read and validate a YAML household profile (errors name the key)."""
+    from wattplan.optimizer._scenario import MAX_SCENARIO_BYTES, _parse_yaml
+
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(key="household", reason="file too large")
+        raw = _parse_yaml(p.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(key="household", reason=f"file not found: {p}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(key="household", reason=f"not UTF-8 (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(key="household", reason=f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(key="household", reason="must be a YAML mapping")
+    return _validate_household(raw)
+
+
+def household_from_dict(data: dict[str, Any]) -> Household:
+    """Validate a household profile given as a mapping."""
+    return _validate_household(data)
+
+
+def household_json_schema() -> dict[str, Any]:
+    """The JSON Schema of household profiles (``wattplan schema --household``)."""
+    schema = Household.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "wattplan household profile"
+    return schema
+
+
+@dataclass
+class HouseholdState:
+    """What carries over from one window to the next.
+
+    ``battery_soc_kwh`` per battery name; ``ev_delivered_kwh`` per EV name maps a
+    session's plug-in time (UTC) to the energy already put into the car.
+    """
+
+    battery_soc_kwh: dict[str, float] = field(default_factory=dict)
+    ev_delivered_kwh: dict[str, dict[pd.Timestamp, float]] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls, household: Household) -> HouseholdState:
+        socs = {
+            d.name: d.soc_min_kwh if d.initial_soc_kwh is None else d.initial_soc_kwh
+            for d in household.devices
+            if isinstance(d, HouseholdBattery)
+        }
+        return cls(battery_soc_kwh=socs)
+
+    def copy(self) -> HouseholdState:
+        return HouseholdState(
+            dict(self.battery_soc_kwh), {k: dict(v) for k, v in self.ev_delivered_kwh.items()}
+        )
+
+
+def _local(day: dt.date, at: dt.time, tz: str) -> pd.Timestamp:
+    naive = pd.Timestamp(
+        year=day.year, month=day.month, day=day.day, hour=at.hour, minute=at.minute
+    )
+    return naive.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+
+
+def ev_sessions(
+    ev: HouseholdEV, start: pd.Timestamp, end: pd.Timestamp, timezone: str
+) -> list[tuple[pd.Timestamp, pd.Timestamp, float]]:
+    """The EV's sessions (plug-in, departure, energy) from its habits that overlap a window.
+
+    Times are tz-aware; a session is listed by its full plug-in and departure, not clipped.
+    """
+    lo, hi = start.tz_convert(timezone), end.tz_convert(timezone)
+    out = []
+    day = lo.date() - dt.timedelta(days=2)
+    while day <= hi.date():
+        habit = ev.weekly.get(WEEKDAYS[day.weekday()])  # type: ignore[call-overload]
+        if habit is not None:
+            plug = _local(day, habit.plug_in, timezone)
+            dep_day = day + dt.timedelta(days=1) if habit.departure <= habit.plug_in else day
+            dep = _local(dep_day, habit.departure, timezone)
+            if dep > lo and plug < hi and dep > plug:
+                out.append((plug, dep, habit.energy_kwh))
+        day += dt.timedelta(days=1)
+    return out
+
+
+def household_scenario(
+    household: Household,
+    start: pd.Timestamp | dt.datetime,
+    end: pd.Timestamp | dt.datetime,
+    *,
+    base_load_kw: pd.Series,
+    pv_kw: pd.Series | None = None,
+    prices_ct_per_kwh: pd.Series,
+    state: HouseholdState | None = None,
+    resolution: Literal["15min", "30min", "60min"] = "15min",
+    terminal_price_ct_per_kwh: float | None = None,
+) -> Scenario:
+    """Compose the scenario of ``[start, end)`` from a profile, series and device state.
+
+    ``base_load_kw``, ``pv_kw`` (kW means) and ``prices_ct_per_kwh`` (all-in) have
+    tz-aware indexes covering the window. A session the car is plugged in for at
+    ``start`` starts at ``start`` with the energy still missing (``state``); a session
+    that departs after ``end`` must deliver nothing in this window but may charge up to
+    what it still needs (the next window plans the rest). ``terminal_price_ct_per_kwh``
+    values what the window leaves stored (default: the scenario's, the lower quartile of
+    the window's prices).
+    """
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    if lo.tzinfo is None or hi.tzinfo is None:
+        raise ScenarioError(key="start", reason="start and end need a time zone")
+    state = state or HouseholdState.initial(household)
+    tz = household.site.timezone
+    devices: list[dict[str, Any]] = []
+    for d in household.devices:
+        if isinstance(d, HouseholdBattery):
+            devices.append(
+                {
+                    "kind": "battery",
+                    "name": d.name,
+                    "capacity_kwh": d.capacity_kwh,
+                    "soc_kwh": state.battery_soc_kwh.get(
+                        d.name, d.soc_min_kwh if d.initial_soc_kwh is None else d.initial_soc_kwh
+                    ),
+                    "soc_min_kwh": d.soc_min_kwh,
+                    "max_charge_kw": d.max_charge_kw,
+                    "max_discharge_kw": d.max_discharge_kw,
+                    "charge_efficiency": d.charge_efficiency,
+                    "discharge_efficiency": d.discharge_efficiency,
+                    "wear_cost_ct_per_kwh": d.wear_cost_ct_per_kwh,
+                }
+            )
+            continue
+        delivered = state.ev_delivered_kwh.get(d.name, {})
+        sessions = []
+        for plug, dep, energy in ev_sessions(d, lo, hi, tz):
+            left = max(0.0, energy - delivered.get(plug.tz_convert("UTC"), 0.0))
+            s0 = max(plug, lo)
+            if dep <= hi:
+                sessions.append(
+                    {"plug_in": s0.isoformat(), "departure": dep.isoformat(), "energy_kwh": left}
+                )
+            else:
+                sessions.append(
+                    {
+                        "plug_in": s0.isoformat(),
+                        "departure": hi.isoformat(),
+                        "energy_kwh": 0.0,
+                        "max_energy_kwh": left,
+                    }
+                )
+        ev: dict[str, Any] = {
+            "kind": "ev",
+            "name": d.name,
+            "max_power_kw": d.max_power_kw,
+            "efficiency": d.efficiency,
+            "start_penalty_eur": d.start_penalty_eur,
+            "sessions": sessions,
+        }
+        if d.min_power_kw is not None:
+            ev["min_power_kw"] = d.min_power_kw
+        if d.capacity_kwh is not None:
+            ev["capacity_kwh"] = d.capacity_kwh
+        devices.append(ev)
+    site: dict[str, Any] = {
+        "feed_in_ct_per_kwh": household.site.feed_in_ct_per_kwh,
+        "grid_import_limit_kw": household.site.grid_import_limit_kw,
+        "grid_export_limit_kw": household.site.grid_export_limit_kw,
+        "export_only_pv": household.site.export_only_pv,
+        "base_load": _window(base_load_kw, lo, hi),
+    }
+    if terminal_price_ct_per_kwh is not None:
+        site["terminal_price_ct_per_kwh"] = terminal_price_ct_per_kwh
+    if pv_kw is not None:
+        site["pv"] = _window(pv_kw, lo, hi)
+    price = _window(prices_ct_per_kwh, lo, hi)
+    return scenario_from_dict(
+        {
+            "name": household.name,
+            "timezone": tz,
+            "start": lo.isoformat(),
+            "end": hi.isoformat(),
+            "resolution": resolution,
+            "prices": {
+                "values": price.tolist(),
+                "index": list(pd.DatetimeIndex(price.index).to_pydatetime()),
+            },
+            "site": site,
+            "devices": devices,
+        }
+    )
+
+
+def _window(series: pd.Series, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Series:
+    idx = pd.DatetimeIndex(series.index)
+    if idx.tz is None:
+        raise ScenarioError(key="series", reason="needs a tz-aware index")
+    out = series[(idx >= lo) & (idx < hi)].astype(float)
+    return out
