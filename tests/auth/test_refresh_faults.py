@@ -17,9 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.auth._proxy import CuttableProxy
+from tests._proxy import CuttableProxy
 from tests.auth._servers import CLIENT_ID, FakeAuthorizationServer
 from tests.auth.conftest import postgres_or_skip
 from tests.auth.test_refresh import _spawn, _spec, connect, get_me
@@ -159,14 +158,9 @@ def test_waiting_for_a_live_refresh_elsewhere_is_bounded_and_transient(
 
 @pytest.fixture
 def proxied_vault(encryption_key: str) -> Iterator[tuple[TokenVault, CuttableProxy]]:
-    url = make_url(postgres_or_skip())
-    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy, url = CuttableProxy.in_front_of(postgres_or_skip())
     prefix = f"blip{os.getpid()}_{id(proxy) % 100000}_"
-    vault = TokenVault(
-        url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
-        cipher=TokenCipher(encryption_key),
-        table_prefix=prefix,
-    )
+    vault = TokenVault(url, cipher=TokenCipher(encryption_key), table_prefix=prefix)
     yield vault, proxy
     proxy.restore()
     vault.drop_tables()

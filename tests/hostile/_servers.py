@@ -1,14 +1,10 @@
-"""Real servers for the hostile planner tests: the planner API, a cuttable TCP proxy.
+"""Real servers for the hostile planner tests: the planner API on loopback.
 
-The proxy stands between the planner and the shared PostgreSQL so that a test can take the
-database away from one planner (and give it back) without stopping it for anyone else.
+The cuttable TCP proxy that takes PostgreSQL away from one planner is ``tests._proxy``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -57,69 +53,3 @@ def api(planner: Planner, **app_kw: Any) -> Iterator[httpx.Client]:
     app = create_app(planner, auth=BearerKeys(KEYS), **app_kw)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
-
-
-class CuttableProxy:
-    """A TCP forwarder to ``target`` on a free loopback port; ``cut()`` is an outage."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._up = threading.Event()
-        self._up.set()
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if not self._up.is_set():
-                client.close()  # the database is "down": the connection drops at once
-                continue
-            try:
-                upstream = socket.create_connection(self._target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-    def cut(self) -> None:
-        """Drop every open connection and refuse new ones."""
-        self._up.clear()
-        with self._lock:
-            conns, self._open = self._open, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def restore(self) -> None:
-        self._up.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._listener.close()

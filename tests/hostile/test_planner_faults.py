@@ -20,7 +20,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.hostile._servers import CuttableProxy, api, auth, make_planner
+from tests._proxy import CuttableProxy
+from tests.hostile._servers import api, auth, make_planner
 from tests.planner.conftest import POSTGRES_URL, require_service
 from wattplan.cli import main
 from wattplan.exceptions import ConflictError
@@ -136,13 +137,8 @@ def test_a_database_that_refuses_writes_shows_in_health_status_and_stale(
 @pytest.fixture
 def proxied_postgres() -> Iterator[tuple[PlanStore, CuttableProxy]]:
     require_service("127.0.0.1", 5432, "PostgreSQL")
-    url = sa.engine.make_url(POSTGRES_URL)
-    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
-    prefix = f"t{uuid.uuid4().hex[:10]}_"
-    store = PlanStore(
-        url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
-        table_prefix=prefix,
-    )
+    proxy, url = CuttableProxy.in_front_of(POSTGRES_URL)
+    store = PlanStore(url, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
     yield store, proxy
     proxy.restore()
     store.drop_all()

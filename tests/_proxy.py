@@ -6,6 +6,8 @@ import contextlib
 import socket
 import threading
 
+from sqlalchemy.engine import make_url
+
 
 class CuttableProxy:
     """Forwards 127.0.0.1:``port`` to ``target``; ``cut()`` drops every connection and
@@ -20,6 +22,14 @@ class CuttableProxy:
         self._cut = False
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def in_front_of(cls, database_url: str) -> tuple[CuttableProxy, str]:
+        """A proxy to the server of ``database_url``, and that URL through the proxy."""
+        url = make_url(database_url)
+        proxy = cls((url.host or "127.0.0.1", url.port or 5432))
+        through = url.set(host="127.0.0.1", port=proxy.port)
+        return proxy, through.render_as_string(hide_password=False)
 
     def cut(self) -> None:
         with self._lock:
