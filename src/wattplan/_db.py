@@ -18,16 +18,24 @@ from wattplan._logging import redact
 __all__ = ["ensure_sqlite_folder", "parse_url", "problem", "shown"]
 
 
-def shown(url: URL | Engine | str) -> str:
-    """The URL as it may be shown: the password hidden."""
+def _as_url(url: URL | Engine | str | None) -> URL | None:
+    """``url`` as a URL object; ``None`` for ``None`` or a string that is not a URL."""
     if isinstance(url, Engine):
-        url = url.url
+        return url.url
     if isinstance(url, str):
         try:
-            url = make_url(url)
+            return make_url(url)
         except sa.exc.ArgumentError:
-            return "(not a valid database URL)"
-    return url.render_as_string(hide_password=True)
+            return None
+    return url
+
+
+def shown(url: URL | Engine | str) -> str:
+    """The URL as it may be shown: the password hidden."""
+    parsed = _as_url(url)
+    if parsed is None:
+        return "(not a valid database URL)"
+    return parsed.render_as_string(hide_password=True)
 
 
 def parse_url(url: str, what: str) -> URL:
@@ -74,11 +82,5 @@ def problem(exc: BaseException, url: URL | Engine | str | None = None) -> str:
 
 
 def _password(url: URL | Engine | str | None) -> str | None:
-    if isinstance(url, Engine):
-        url = url.url
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except sa.exc.ArgumentError:
-            return None
-    return None if url is None or url.password is None else str(url.password)
+    parsed = _as_url(url)
+    return None if parsed is None or parsed.password is None else str(parsed.password)
