@@ -222,3 +222,16 @@ def fake_customer(customer_id: str, *, rolling: bool = True, **scenario_kw: Any)
         subscription_id=f"sub_{customer_id}",
         scenario_factory=factory if rolling else None,
     )
+
+
+# a weekday morning, before the next day's prices are out, with two weeks of prices
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 1, 20, 9, 0, tzinfo=BERLIN))
+
+
+@pytest.fixture
+def source(clock: FakeClock) -> FakePriceSource:
+    return FakePriceSource(clock, synthetic_prices(date(2026, 1, 15), 14))

@@ -49,16 +49,6 @@ def _planner(
     )
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 1, 20, 9, 0, tzinfo=BERLIN))
-
-
-@pytest.fixture
-def source(clock: FakeClock) -> FakePriceSource:
-    return FakePriceSource(clock, synthetic_prices(date(2026, 1, 15), 14))
-
-
 def test_publication_gives_a_new_plan_within_one_poll_interval(
     store: PlanStore, clock: FakeClock, source: FakePriceSource
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from .conftest import (
     FakeOptimizer,
     FakePriceSource,
     fake_customer,
-    synthetic_prices,
 )
 
 
@@ -54,16 +53,6 @@ def _customer() -> Customer:
     return Customer(
         id="c1", scenario=_household(t0, t0.replace(day=21)), scenario_factory=_household
     )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 1, 20, 9, 0, tzinfo=BERLIN))
-
-
-@pytest.fixture
-def source(clock: FakeClock) -> FakePriceSource:
-    return FakePriceSource(clock, synthetic_prices(date(2026, 1, 15), 14))
 
 
 def test_a_replan_gets_the_last_stored_plan_and_keeps_its_running_slot(
