@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pandas as pd
 import pytest
+import yaml
 
 from wattplan.exceptions import ConfigurationError
-from wattplan.planner import Customer, MqttSink, Planner, PlanStore
+from wattplan.planner import Customer, MqttSink, Planner, PlanStore, validate_device_state
 from wattplan.planner.config import PlannerConfig, load_config
 from wattplan.planner.homeassistant import (
     HomeAssistantBridge,
@@ -39,12 +40,14 @@ from wattplan.planner.homeassistant import (
     state_document,
 )
 
+from ..readme import readme_block
 from . import ha_discovery_schema as schema
 from .conftest import (
     FakeClock,
     FakeDevice,
     FakeOptimizer,
     FakePriceSource,
+    FakeScenario,
     fake_customer,
     require_service,
     synthetic_prices,
@@ -234,6 +237,28 @@ def test_config_is_off_by_default_and_checks_its_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigurationError, match=r"mqtt\.homeassistant\.discovery_prefix"):
         load_config(bad)
+
+
+def test_readme_config_block_is_a_valid_planner_config() -> None:
+    block = yaml.safe_load(readme_block("homeassistant-config", "yaml"))
+    config = PlannerConfig.model_validate(
+        {**block, "customers": [{"id": "customer-42", "factory": "wattplan.planner:x"}]}
+    )
+    assert config.mqtt is not None
+    assert config.mqtt.homeassistant.enabled
+    assert config.mqtt.homeassistant.discovery_prefix == "homeassistant"
+
+
+def test_readme_automation_sends_a_body_the_command_topic_accepts() -> None:
+    block = yaml.safe_load(readme_block("homeassistant-automation", "yaml"))
+    data = block["automation"][0]["actions"][0]["data"]
+    assert data["topic"] == command_topic("wattplan", "customer-42")
+    # rendered as Home Assistant would, with the battery entity at 6.1 kWh
+    body = JINJA.from_string(data["payload"]).render(states=lambda _entity: "6.1")
+    now = datetime(2026, 1, 20, 12, tzinfo=BERLIN)
+    scenario = FakeScenario(start=now, end=now + timedelta(days=1))
+    clean = validate_device_state(json.loads(body), scenario=scenario, now=now)
+    assert clean == {"home-battery": {"soc_kwh": 6.1}}
 
 
 # against Mosquitto ------------------------------------------------------------------------
