@@ -224,6 +224,33 @@ def test_state_document_values_come_from_the_running_slot() -> None:
     assert empty["cheap_window"] == {}
 
 
+@pytest.mark.parametrize(
+    ("moment", "expected_start"),
+    [
+        # the hour 02:00-03:00 runs twice on 2025-10-26: first at +02:00, then at +01:00
+        ("2025-10-26T02:20:00+02:00", "2025-10-26T02:15:00+02:00"),
+        ("2025-10-26T02:20:00+01:00", "2025-10-26T02:15:00+01:00"),
+        # 2026-03-29 has no 02:xx: 01:59 +01:00 is followed by 03:00 +02:00
+        ("2026-03-29T03:05:00+02:00", "2026-03-29T03:00:00+02:00"),
+    ],
+)
+def test_state_document_on_dst_days_takes_the_slot_that_really_runs(
+    moment: str, expected_start: str
+) -> None:
+    now = datetime.fromisoformat(moment)
+    # a price that differs in every real quarter-hour: minutes since midnight UTC
+    plan = _plan(
+        now.astimezone(BERLIN).date(),
+        minutes=15,
+        price=lambda t: float(t.astimezone(UTC).hour * 60 + t.astimezone(UTC).minute),
+    )
+    doc = state_document(plan=plan, status=None, devices=["home-battery"], now=now)
+    start = datetime.fromisoformat(expected_start).astimezone(UTC)
+    assert doc["price_eur_per_kwh"] == pytest.approx((start.hour * 60 + start.minute) / 100)
+    assert doc["prices"][0]["start"] == expected_start
+    assert doc["setpoints_kw"] == {"home-battery": 1.5}
+
+
 def test_config_is_off_by_default_and_checks_its_keys(tmp_path: Path) -> None:
     base = {"customers": [{"id": "c1", "factory": "wattplan.planner:demo_household"}]}
     config = PlannerConfig.model_validate({**base, "mqtt": {}})
