@@ -513,11 +513,22 @@ def test_retained_configs_validate_and_every_template_renders(
 
 
 @pytest.mark.mqtt
-def test_last_will_marks_the_entities_unavailable(names: tuple[str, str]) -> None:
+def test_last_will_marks_the_entities_unavailable_and_subscriptions_survive(
+    names: tuple[str, str],
+) -> None:
     prefix, _ = names
     availability = f"{prefix}/availability"
     watcher = Watcher(availability)
     sink = MqttSink(host=HOST, port=PORT, topic_prefix=prefix, availability_topic=availability)
+    received: list[bytes] = []
+    got = threading.Event()
+
+    def handler(_topic: str, payload: bytes) -> None:
+        received.append(payload)
+        got.set()
+
+    sink.subscribe(f"{prefix}/inbox", handler)
+    sender = _client()
     try:
         watcher.wait_for(lambda _t, p: p == b"online")
         before = len(watcher.messages)
@@ -529,7 +540,13 @@ def test_last_will_marks_the_entities_unavailable(names: tuple[str, str]) -> Non
         assert watcher.messages[before][1] == b"offline"
         # paho reconnects by itself and says so
         watcher.wait_for(lambda _t, p: p == b"online", start=before + 1, timeout_s=20)
+        # ... and its subscriptions come back with it
+        sender.publish(f"{prefix}/inbox", b"after the reconnect", qos=1).wait_for_publish(5)
+        assert got.wait(10)
+        assert received == [b"after the reconnect"]
     finally:
+        sender.disconnect()
+        sender.loop_stop()
         sink.close()
         watcher.close()
     assert read_retained(availability) == {availability: b"offline"}
