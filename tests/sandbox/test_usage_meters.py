@@ -22,6 +22,7 @@ from wattplan.sandbox import RunningSandbox, SandboxConfig, SeedSubscription
 from wattplan.sandbox._data import (
     day_usage_kwh,
     meter_day_usage_kwh,
+    meter_month_usage_kwh,
     meter_source_day,
 )
 
@@ -190,3 +191,17 @@ def test_sandbox_cli_chooses_the_usage_source() -> None:
     assert build_parser().parse_args(["sandbox", "--usage", "h25"]).usage == "h25"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sandbox", "--usage", "h0"])
+
+
+@pytest.mark.parametrize("household", ["residential1", "residential3"])
+@pytest.mark.parametrize(("year", "month"), [(2025, 10), (2026, 3), (2026, 6)])
+def test_a_month_total_is_the_sum_of_its_served_quarter_hours(
+    household: str, year: int, month: int
+) -> None:
+    # invoices take a shortcut through whole-day totals: it must give the served sum,
+    # DST months (a 25- and a 23-hour day) included
+    day, served = date(year, month, 1), 0.0
+    while day.month == month:
+        served += float(meter_day_usage_kwh(household, day, final=True).sum())
+        day += timedelta(days=1)
+    assert meter_month_usage_kwh(household, year, month) == pytest.approx(served, rel=1e-12)

@@ -295,11 +295,38 @@ def meter_day_usage_kwh(household: str, day: date, *, final: bool) -> pd.Series:
     return pd.Series(kw * 0.25, index=day_slots(day, 15), name="usage_kwh")
 
 
+@functools.lru_cache(maxsize=8)
+def _meter_day_totals(household: str) -> dict[date, float]:
+    """kWh of each complete 24-hour local day of the meter (hourly kWh is the hour's kW)."""
+    kw = _meter_kw(household)
+    local = pd.DatetimeIndex(kw.index).tz_convert(BERLIN)
+    grouped = kw.groupby(local.date).agg(["sum", "count"])
+    return {d: float(row["sum"]) for d, row in grouped.iterrows() if row["count"] == 24}
+
+
+def _is_24h(day: date) -> bool:
+    lo = datetime.combine(day, time(), BERLIN)
+    hi = datetime.combine(day + timedelta(days=1), time(), BERLIN)
+    return lo.utcoffset() == hi.utcoffset()
+
+
+@functools.lru_cache(maxsize=4096)
 def meter_month_usage_kwh(household: str, year: int, month: int) -> float:
-    """Final usage of a calendar month of a real household, in kWh."""
+    """Final usage of a calendar month of a real household, in kWh.
+
+    A 24-hour day served from a complete 24-hour meter day is that day's total (the same
+    sum as its quarter-hours, without building them: invoices list every month since the
+    subscription started); DST days and gaps take the slot-by-slot path.
+    """
+    totals = _meter_day_totals(household)
+    first, last = _meter_span(household)
     day = date(year, month, 1)
     total = 0.0
     while day.month == month:
-        total += float(_meter_day_kw(household, day).sum()) * 0.25
+        src = meter_source_day(day, first, last)
+        if _is_24h(day) and src in totals:
+            total += totals[src]
+        else:
+            total += float(_meter_day_kw(household, day).sum()) * 0.25
         day += timedelta(days=1)
     return total
