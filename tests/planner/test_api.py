@@ -66,7 +66,7 @@ def test_health_is_open_and_holds_no_customer_data(client: httpx.Client) -> None
 
 @pytest.mark.parametrize(
     "path", ["/customers/a/plan", "/customers/a/setpoint", "/customers/a/status",
-             "/customers/a/device-state"],
+             "/customers/a/device-state", "/customers/a/tariff?format=evcc"],
 )  # fmt: skip
 def test_every_customer_route_refuses_a_request_without_a_key(
     client: httpx.Client, path: str
@@ -81,7 +81,7 @@ def test_every_customer_route_refuses_a_request_without_a_key(
 
 @pytest.mark.parametrize(
     "path", ["/customers/b/plan", "/customers/b/setpoint", "/customers/b/status",
-             "/customers/b/device-state", "/customers/nobody/plan"],
+             "/customers/b/device-state", "/customers/b/tariff", "/customers/nobody/plan"],
 )  # fmt: skip
 def test_a_customers_key_cannot_read_another_customer(client: httpx.Client, path: str) -> None:
     r = client.get(path, headers=_auth(KEY_A))

@@ -19,6 +19,9 @@ Routes
                                          ``stale`` and ``age_seconds``
 ``GET  /customers/{id}/setpoint[?at=]``  the schedule row for now (or ``at``, ISO 8601)
 ``GET  /customers/{id}/status``          health of this customer
+``GET  /customers/{id}/tariff[?format=]``  all-in prices from now on, contiguous, UTC:
+                                         ``format=json`` (default) or ``format=evcc``
+                                         (evcc's custom-tariff forecast rows)
 ``GET  /customers/{id}/device-state``    the stored device state
 ``POST /customers/{id}/device-state``    merge ``{"devices": {name: {field: value}}}``
 ``PUT  /customers/{id}/device-state``    replace the whole state with the body
@@ -50,6 +53,7 @@ from starlette.routing import Route
 
 from wattplan.exceptions import AccessError, ConflictError, PlannerError, ScenarioError, StoreError
 from wattplan.planner._planner import Planner
+from wattplan.planner._tariff import evcc_forecast
 from wattplan.planner.store import dumps
 
 __all__ = ["AuthHook", "BearerKeys", "create_app"]
@@ -61,6 +65,7 @@ BODY_TIMEOUT_S = 10.0
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 64  # digits, sign, point and exponent of one JSON number
 MAX_AT_DISTANCE = timedelta(days=366)  # ``setpoint?at=`` further away is a typo, not a plan
+TARIFF_FORMATS = ("json", "evcc")
 
 AuthHook = Callable[[Request, str], "bool | Awaitable[bool]"]
 """``hook(request, customer_id) -> bool``: may this request act on this customer?"""
@@ -316,6 +321,28 @@ def create_app(
             return _error(404, "not_found", "no such customer")
         return _json(status)
 
+    async def get_tariff(request: Request) -> Response:
+        customer_id, refused = await authorize(request)
+        if refused is not None:
+            return refused
+        fmt = request.query_params.get("format", "json")
+        if fmt not in TARIFF_FORMATS:
+            return _error(
+                400,
+                "invalid_query",
+                f"format: must be one of {', '.join(TARIFF_FORMATS)}",
+                key="format",
+            )
+        try:
+            body = await run_in_threadpool(planner.tariff, customer_id)
+        except StoreError:
+            raise
+        except PlannerError as exc:
+            return _error(404, "no_prices", str(exc))
+        if fmt == "evcc":
+            return _json(evcc_forecast(body["slots"]))
+        return _json(body)
+
     async def device_state(request: Request) -> Response:
         customer_id, refused = await authorize(request)
         if refused is not None:
@@ -385,6 +412,7 @@ def create_app(
         Route("/customers/{customer_id}/plan", get_plan, methods=["GET"]),
         Route("/customers/{customer_id}/setpoint", get_setpoint, methods=["GET"]),
         Route("/customers/{customer_id}/status", get_status, methods=["GET"]),
+        Route("/customers/{customer_id}/tariff", get_tariff, methods=["GET"]),
         Route(
             "/customers/{customer_id}/device-state",
             device_state,
