@@ -15,6 +15,7 @@ this process has one); a device-state write that keeps losing to concurrent writ
 Routes
 ------
 ``GET  /health``                         liveness and counts (open, no customer data)
+``GET  /openapi.json``, ``GET /docs``     the OpenAPI 3.1 document and a plain page (open)
 ``GET  /customers/{id}/plan``            the latest plan (DESIGN §4 JSON in ``plan``), with
                                          ``stale`` and ``age_seconds``
 ``GET  /customers/{id}/setpoint[?at=]``  the schedule row for now (or ``at``, ISO 8601)
@@ -48,9 +49,10 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from wattplan._openapi import docs_page, openapi_document
 from wattplan.exceptions import AccessError, ConflictError, PlannerError, ScenarioError, StoreError
 from wattplan.planner._planner import Planner
 from wattplan.planner._tariff import evcc_forecast
@@ -66,6 +68,8 @@ MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 64  # digits, sign, point and exponent of one JSON number
 MAX_AT_DISTANCE = timedelta(days=366)  # ``setpoint?at=`` further away is a typo, not a plan
 TARIFF_FORMATS = ("json", "evcc")
+# the docs page is plain HTML with inline style: nothing else may load or run
+DOCS_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
 AuthHook = Callable[[Request, str], "bool | Awaitable[bool]"]
 """``hook(request, customer_id) -> bool``: may this request act on this customer?"""
@@ -384,7 +388,7 @@ def create_app(
             return response
         except ClientDisconnect:
             logger.info("device-state request of %s: client disconnected mid-body", customer_id)
-            return Response(status_code=400)
+            return _error(400, "client_disconnected", "the body ended early")
         try:
             body = parse_json_body(bytes(raw))
         except _BadBodyError as exc:
@@ -407,8 +411,18 @@ def create_app(
             }
         )
 
+    document = openapi_document(planner=True)
+
+    async def get_openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def get_docs(_request: Request) -> Response:
+        return HTMLResponse(docs_page(document), headers=DOCS_HEADERS)
+
     routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+        Route("/docs", get_docs, methods=["GET"]),
         Route("/customers/{customer_id}/plan", get_plan, methods=["GET"]),
         Route("/customers/{customer_id}/setpoint", get_setpoint, methods=["GET"]),
         Route("/customers/{customer_id}/status", get_status, methods=["GET"]),
@@ -419,7 +433,7 @@ def create_app(
             methods=["GET", "POST", "PUT"],
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             StoreError: _store_unavailable,
@@ -427,3 +441,5 @@ def create_app(
             Exception: _internal,
         },
     )
+    app.state.openapi = document
+    return app
