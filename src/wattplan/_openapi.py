@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of the HTTP APIs wattplan serves, generated from pydantic models.
 
 Every body the planner's API (:mod:`wattplan.planner.api`) and the optimize API
-(:mod:`wattplan.optimize_api`) send is described by a model here; the paths below list
-each route with its parameters and every status it can answer. The schemas come from
+(:mod:`wattplan.optimize_api`) send, and the scenario ``POST /optimize`` takes, is
+described by a pydantic model; the paths below list each route with its parameters and
+every status it can answer. The schemas come from
 ``pydantic``'s JSON Schema (draft 2020-12, which OpenAPI 3.1 uses as is), so the document
 and the models cannot drift apart; the tests validate every response the suite receives
 against the served document, and compare its paths with the app's routes.
@@ -155,6 +156,12 @@ class Health(_Open):
     scheduler: SchedulerHealth | None = None
 
 
+class ServiceHealth(BaseModel):
+    """``wattplan serve``'s liveness."""
+
+    status: Literal["ok"]
+
+
 class DeviceStateIn(BaseModel):
     """``{"devices": {name: {field: value}}}``; fields per device kind (README: HTTP API)."""
 
@@ -207,6 +214,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     DeviceStateUpdated,
     Tariff,
     EvccRate,
+    ServiceHealth,
 )
 
 
@@ -376,17 +384,52 @@ def _docs_paths() -> dict[str, Any]:
 
 @functools.cache
 def _components() -> dict[str, Any]:
-    _, top = models_json_schema(
-        [(m, "serialization") for m in _MODELS], ref_template=_REF, title="wattplan"
-    )
+    from wattplan.optimizer import Scenario
+
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (m, "serialization") for m in _MODELS
+    ]
+    models.append((Scenario, "validation"))
+    _, top = models_json_schema(models, ref_template=_REF, title="wattplan")
     return dict(top.get("$defs", {}))
 
 
-def openapi_document(*, planner: bool = True, title: str = "wattplan") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of an app: the planner's routes (``planner``) and the docs."""
+def _optimize_paths() -> dict[str, Any]:
+    return {
+        "/optimize": {
+            "post": _operation(
+                "Plan a scenario (the YAML schema as JSON, series inline); nothing is stored",
+                _json(_ref(PlanDocument), "the plan, as `wattplan plan --json` prints it"),
+                400,
+                401,
+                403,
+                408,
+                413,
+                415,
+                422,
+                503,
+                body=_ref("Scenario"),
+            )
+        }
+    }
+
+
+def openapi_document(
+    *, planner: bool = True, optimize: bool = True, title: str = "wattplan"
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of an app: the planner's routes (``planner``), ``/optimize``
+    (``optimize``) and the docs; without the planner ``/health`` is a bare liveness check."""
     paths: dict[str, Any] = {}
     if planner:
         paths.update(_planner_paths())
+    else:
+        paths["/health"] = {
+            "get": _operation(
+                "Liveness", _json(_ref(ServiceHealth), "the server runs"), secured=False
+            )
+        }
+    if optimize:
+        paths.update(_optimize_paths())
     paths.update(_docs_paths())
     return {
         "openapi": OPENAPI_VERSION,

@@ -225,3 +225,36 @@ def test_naive_now_is_refused() -> None:
             now=datetime(2026, 1, 20),
             default_slot=timedelta(minutes=15),
         )
+
+
+def test_readme_evcc_snippet_reads_the_feed(store: PlanStore) -> None:
+    import yaml
+
+    from tests.readme import readme_block
+
+    config = yaml.safe_load(readme_block("example: evcc", "yaml"))
+    grid = config["tariffs"]["grid"]
+    assert config["tariffs"]["currency"] == "EUR"
+    assert grid["type"] == "custom" and grid["forecast"]["source"] == "http"
+    uri = httpx.URL(grid["forecast"]["uri"])
+    (header,) = grid["forecast"]["headers"]
+    customer_id = uri.path.split("/")[2]
+    key = "key-of-the-readme-customer-0123456789"
+    headers = {
+        name: value.replace("<the key of customer-42>", key) for name, value in header.items()
+    }
+    clock = FakeClock(datetime(2026, 1, 20, 15, 0, tzinfo=BERLIN))
+    planner = Planner(
+        customers=[fake_customer(customer_id)],
+        store=store,
+        prices=FakePriceSource(clock, _prices(date(2026, 1, 15), 7)),
+        optimize=FakeOptimizer(),
+        clock=clock,
+    )
+    planner.run_once()
+    app = create_app(planner, auth=BearerKeys({customer_id: key}))
+    with serve_in_thread(app) as url:
+        r = httpx.get(f"{url}{uri.raw_path.decode()}", headers=headers, timeout=30)
+    assert r.status_code == 200
+    rows = r.json()
+    assert rows and set(rows[0]) == {"start", "end", "value"}
