@@ -268,3 +268,75 @@ def test_readme_serve_command_names_the_documented_options() -> None:
     args = serve.split("#")[0].split()[1:]
     parsed = build_parser().parse_args(args)
     assert parsed.port == 8080 and parsed.api_key_env == "WATTPLAN_API_KEY"
+
+
+_EMPTY_PLAN = {
+    "status": "optimal",
+    "cost_eur": 0.0,
+    "baseline_cost_eur": 0.0,
+    "savings_eur": 0.0,
+    "resolution_minutes": 15,
+    "devices": [],
+    "schedule": [],
+}
+
+
+def test_beyond_the_concurrent_solves_the_answer_is_busy(
+    monkeypatch: pytest.MonkeyPatch, scenario_json: dict[str, Any]
+) -> None:
+    import threading
+
+    import wattplan.optimize_api as api
+
+    entered, release = threading.Event(), threading.Event()
+
+    def held_solve(body: dict[str, Any], limits: OptimizeLimits) -> dict[str, Any]:
+        entered.set()
+        assert release.wait(60)
+        return dict(_EMPTY_PLAN)
+
+    monkeypatch.setattr(api, "_solve", held_solve)
+    app = create_optimize_app(auth=ApiKeys([KEY]), limits=OptimizeLimits(max_concurrent=1))
+    with serve_in_thread(app) as url:
+        first: list[httpx.Response] = []
+        worker = threading.Thread(
+            target=lambda: first.append(
+                httpx.post(f"{url}/optimize", json=scenario_json, headers=AUTH, timeout=60)
+            )
+        )
+        worker.start()
+        try:
+            assert entered.wait(60)
+            busy = httpx.post(f"{url}/optimize", json=scenario_json, headers=AUTH, timeout=60)
+        finally:
+            release.set()
+            worker.join(60)
+    assert busy.status_code == 503
+    assert busy.json()["error"] == "busy"
+    assert int(busy.headers["retry-after"]) >= 1
+    assert first[0].status_code == 200
+
+
+def test_the_solver_gets_the_servers_limits_not_the_clients(
+    monkeypatch: pytest.MonkeyPatch, scenario_json: dict[str, Any]
+) -> None:
+    import wattplan.optimize_api as api
+    import wattplan.optimizer as optimizer
+
+    seen: list[Any] = []
+
+    def fake_optimize(scenario: Any, *, solver: Any) -> Any:
+        seen.append(solver)
+
+        class _Plan:
+            def to_dict(self) -> dict[str, Any]:
+                return dict(_EMPTY_PLAN)
+
+        return _Plan()
+
+    monkeypatch.setattr(optimizer, "optimize", fake_optimize)
+    greedy = {**scenario_json, "solver": {"time_limit_s": 3600, "threads": 64}}
+    assert api._solve(greedy, OptimizeLimits(max_solve_seconds=5)) == _EMPTY_PLAN
+    modest = {**scenario_json, "solver": {"time_limit_s": 2}}
+    api._solve(modest, OptimizeLimits(max_solve_seconds=5))
+    assert [(s.time_limit_s, s.threads) for s in seen] == [(5, 1), (2, 1)]
