@@ -29,29 +29,32 @@ truncated or off-schema, ``NomosAPIError`` subclasses for the flat error body (w
 
 from __future__ import annotations
 
-from wattplan.nomos._auth import BearerToken, ClientCredentials, basic_auth_header
-from wattplan.nomos._client import NomosClient
-from wattplan.nomos._models import (
-    Customer,
-    Invoice,
-    PriceComponent,
-    PriceItem,
-    Prices,
-    Subscription,
-    Usage,
-    UsagePoint,
-)
-from wattplan.nomos._parse import (
-    expected_slots,
-    parse_error,
-    parse_json,
-    parse_prices,
-    parse_usage,
-    prices_to_frame,
-    prices_to_series,
-    usage_to_frame,
-)
-from wattplan.nomos._retry import RetryPolicy
+from wattplan._extras import requires as _requires
+
+with _requires("nomos", feature="wattplan.nomos"):
+    from wattplan.nomos._auth import BearerToken, ClientCredentials, basic_auth_header
+    from wattplan.nomos._client import NomosClient
+    from wattplan.nomos._models import (
+        Customer,
+        Invoice,
+        PriceComponent,
+        PriceItem,
+        Prices,
+        Subscription,
+        Usage,
+        UsagePoint,
+    )
+    from wattplan.nomos._parse import (
+        expected_slots,
+        parse_error,
+        parse_json,
+        parse_prices,
+        parse_usage,
+        prices_to_frame,
+        prices_to_series,
+        usage_to_frame,
+    )
+    from wattplan.nomos._retry import RetryPolicy
 
 __all__ = [
     "BearerToken",

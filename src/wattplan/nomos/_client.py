@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 
+from wattplan._defaults import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wattplan.exceptions import (
     MalformedResponseError,
     NomosAPIError,
@@ -32,7 +33,6 @@ from wattplan.nomos._parse import (
     usage_to_frame,
 )
 from wattplan.nomos._retry import RetryPolicy
-from wattplan.settings import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 
 __all__ = ["NomosClient"]
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from wattplan._extras import requires
 from wattplan.exceptions import PlannerError
 from wattplan.planner._events import EventTopic, PlanEvent
 from wattplan.planner.store import dumps
@@ -272,8 +273,9 @@ class MqttSink:
         connect_timeout_s: float = 10.0,
         publish_timeout_s: float = 10.0,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        with requires("mqtt", feature="MqttSink"):
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
 
         self._prefix = topic_prefix.rstrip("/")
         self._host, self._port, self._qos = host, port, qos
