@@ -15,8 +15,8 @@ Stable names
     same methods as coroutines (``iter_subscriptions`` is an async iterator); the same
     parsers, errors and retry policy over an ``httpx.AsyncClient``.
 ``BearerToken(access_token)``, ``ClientCredentials(client_id=, client_secret=, token_url=)``
-    ``httpx.Auth`` (sync and async) for a static token and for organisation tokens; the customer-grant
-    auth (vault, single-flight refresh) is in :mod:`wattplan.auth`.
+    ``httpx.Auth`` (sync and async) for a static token and for organisation tokens; the
+    customer-grant auth (vault, single-flight refresh) is in :mod:`wattplan.auth`.
 ``RetryPolicy``
     Bounded retries: 429 honours ``retry-after``/``ratelimit-reset`` (capped); 5xx and
     timeouts retried with full-jitter backoff on GETs only.
