@@ -24,7 +24,7 @@ from wattplan.sandbox import DEFAULT_CLIENT_ID, RunningSandbox
 
 
 class CountingManager(TokenManager):
-    """A real TokenManager that counts its ``get_token`` calls (and the threads they ran on)."""
+    """A real TokenManager that counts its token calls (and the threads they ran on)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -35,6 +35,12 @@ class CountingManager(TokenManager):
         self.calls[rejected_version] += 1
         self.threads.add(threading.get_ident())
         return super().get_token(customer_id, rejected_version=rejected_version)
+
+    def organisation_token(
+        self, *, scope: str | None = None, rejected_version: int | None = None
+    ) -> Grant:
+        self.calls[rejected_version] += 1
+        return super().organisation_token(scope=scope, rejected_version=rejected_version)
 
 
 async def _burst(manager: TokenManager, sandbox: RunningSandbox, n: int) -> list[int]:
@@ -121,3 +127,19 @@ def test_a_failed_refresh_leaves_the_stored_pair_and_marks_the_grant(
     _connect(manager)
     asyncio.run(once())
     assert manager.reauthorization_required() == []
+
+
+def test_organisation_auth_from_the_vault_works_async(
+    sandbox: RunningSandbox, vault: TokenVault
+) -> None:
+    manager = CountingManager(config=_config(sandbox), vault=_on_sandbox_time(vault, sandbox))
+    auth = manager.client_credentials_auth()
+
+    async def main() -> list[int]:
+        async with AsyncNomosClient(base_url=sandbox.base_url, auth=auth) as client:
+            found = await asyncio.gather(*(client.subscriptions() for _ in range(10)))
+        return [len(subs) for subs in found]
+
+    assert asyncio.run(main()) == [3] * 10  # the organisation sees every customer
+    assert sandbox.state.counters["client_credentials_grants_served"] == 1
+    assert sum(manager.calls.values()) == 1
