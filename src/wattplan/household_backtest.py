@@ -678,6 +678,17 @@ def rolling_backtest(
             f"{missing_in_window} of {executed_hours} executed intervals had no base_kwh; "
             "filled by linear interpolation"
         )
+    if outdoor_q is not None:
+        if "outdoor_c" in actuals.columns:
+            temps = actuals["outdoor_c"]
+            gaps = int(temps[(temps.index >= t_first) & (temps.index < t_last)].isna().sum())
+            if gaps:
+                notes.append(
+                    f"{gaps} of {executed_hours} executed intervals had no outdoor_c; "
+                    "filled by linear interpolation"
+                )
+        else:
+            notes.append("no outdoor_c in the actuals: the typical-year temperature stands in")
     return BacktestOutcome(
         days=len(days), start=t_first, end=t_last, bill_eur=bills, executed=executed,
         forecast_error=error, shortfall_kwh=shortfalls, shift_weeks=weeks,

@@ -473,6 +473,7 @@ def test_without_outdoor_c_the_typical_year_stands_in(tmp_path: Path) -> None:
         dt.date(2025, 10, 25),
         strategies=("perfect_forecast",),
     )
+    assert any("typical-year temperature" in n for n in out.notes)
     frame = out.executed["perfect_forecast"]
     idx = pd.DatetimeIndex(frame.index)
     weather = datasets.read_weather(idx[0], idx[-1] + pd.Timedelta(hours=1))["temp_air_c"]
@@ -484,3 +485,34 @@ def test_without_outdoor_c_the_typical_year_stands_in(tmp_path: Path) -> None:
         ),
         atol=1e-6,
     )
+
+
+def test_gaps_in_outdoor_c_are_interpolated_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    raw = _actuals("2025-09-10", "2025-11-05")
+    starts = pd.to_datetime(raw["start"], utc=True)
+    gap = (starts >= pd.Timestamp("2025-10-24 16:00", tz="UTC")) & (
+        starts < pd.Timestamp("2025-10-24 19:00", tz="UTC")
+    )
+    before = float(
+        raw.loc[starts == pd.Timestamp("2025-10-24 15:00", tz="UTC"), "outdoor_c"].iloc[0]
+    )
+    after = float(
+        raw.loc[starts == pd.Timestamp("2025-10-24 19:00", tz="UTC"), "outdoor_c"].iloc[0]
+    )
+    raw["outdoor_c"] = raw["outdoor_c"].astype(object)
+    raw.loc[gap, "outdoor_c"] = ""
+    raw.to_csv(path, index=False)
+    out = rolling_backtest(
+        household_from_dict(HP_ONLY),
+        read_actuals_csv(path),
+        dt.date(2025, 10, 24),
+        dt.date(2025, 10, 25),
+        strategies=("perfect_forecast",),
+    )
+    assert (
+        "3 of 24 executed intervals had no outdoor_c; filled by linear interpolation" in out.notes
+    )
+    frame = out.executed["perfect_forecast"]
+    hour = frame["hp_outdoor_c"][pd.Timestamp("2025-10-24 17:00", tz="UTC")]
+    assert hour == pytest.approx(before + (after - before) * 2 / 4)
