@@ -182,7 +182,7 @@ def test_readme_profile_is_valid() -> None:
     from tests.readme import readme_block
 
     h = household_from_dict(yaml.safe_load(readme_block("example: household profile", "yaml")))
-    assert [d.kind for d in h.devices] == ["ev", "battery"]
+    assert [d.kind for d in h.devices] == ["ev", "battery", "heat_pump", "appliance"]
 
 
 HEAT_PUMP: dict[str, Any] = {
