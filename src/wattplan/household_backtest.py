@@ -374,7 +374,8 @@ def _execute(
                 raise ActualsError(f"outdoor_c: heat pump {d.name!r} needs the outdoor temperature")
             kw = sched[f"{d.name}_kw"].to_numpy(dtype=float)
             outdoor = _on_slots(outdoor_q, idx, step)
-            indoor = indoor_temperatures(d, state.indoor_c[d.name], kw, outdoor, hours)
+            start_c = state.indoor_c.get(d.name, d.building.start_c)
+            indoor = indoor_temperatures(d, start_c, kw, outdoor, hours)
             out[f"{d.name}_kw"] = kw
             out[f"{d.name}_outdoor_c"] = outdoor
             out[f"{d.name}_indoor_c"] = indoor

@@ -23,6 +23,7 @@ from wattplan.household import (
     household_json_schema,
     household_scenario,
     load_household,
+    programme_kw,
 )
 from wattplan.optimizer import Appliance, HeatPump, TimeSeries, optimize
 
@@ -368,3 +369,20 @@ def test_runs_due_after_the_window_wait_for_the_next_plan() -> None:
     assert rest.earliest_start == late and rest.latest_end == late + pd.Timedelta(minutes=30)
     sc = household_scenario(h, late + pd.Timedelta(hours=1), hi, state=state, **kwargs)
     assert [d.name for d in sc.devices] == ["dishwasher-20251105-1900"]
+
+
+def test_programme_is_spread_by_energy_onto_the_slots() -> None:
+    h = household_from_dict({"devices": [DISHWASHER]})
+    app = h.devices[0]
+    assert isinstance(app, HouseholdAppliance)
+    # 15-minute steps onto hourly slots: the mean power of each hour
+    np.testing.assert_allclose(programme_kw(app, 60), [(2.0 + 2.0 + 0.3 + 0.3) / 4, 1.0 / 2])
+    np.testing.assert_allclose(programme_kw(app, 15), DISHWASHER["profile_kw"])
+    # 20 minutes in: the rest from the middle of the second step, 70 minutes in 5 slots
+    rest = programme_kw(app, 15, 20.0)
+    np.testing.assert_allclose(
+        rest, [(2.0 * 10 + 0.3 * 5) / 15, 0.3, (0.3 * 10 + 1.8 * 5) / 15, 19 / 15, 2 / 15]
+    )
+    energy = sum(DISHWASHER["profile_kw"]) * 0.25
+    for res in (15, 30, 60):
+        assert programme_kw(app, res).sum() * res / 60 == pytest.approx(energy)
