@@ -20,7 +20,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,10 @@ from wattplan.optimizer._scenario import (
     _loc,
 )
 
+if TYPE_CHECKING:
+    from wattplan.forecast import PVCorrection
+    from wattplan.weather import WeatherSource
+
 __all__ = [
     "WEEKDAYS",
     "ApplianceHabit",
@@ -64,6 +68,7 @@ __all__ = [
     "appliance_runs",
     "ev_sessions",
     "household_json_schema",
+    "household_pv_kw",
     "household_scenario",
     "load_household",
     "programme_kw",
@@ -669,6 +674,7 @@ def household_scenario(
     terminal_price_ct_per_kwh: float | None = None,
     outdoor_c: pd.Series | None = None,
     replan_at: pd.Timestamp | dt.datetime | None = None,
+    weather: WeatherSource | None = None,
 ) -> Scenario:
     """Compose the scenario of ``[start, end)`` from a profile, series and device state.
 
@@ -678,7 +684,9 @@ def household_scenario(
     (``state``); a session that departs after ``end`` must deliver nothing in this window
     but may charge up to what it still needs (the next window plans the rest).
     ``terminal_price_ct_per_kwh`` values what the window leaves stored (default: the
-    scenario's, the lower quartile of the window's prices).
+    scenario's, the lower quartile of the window's prices). Without ``pv_kw``, a
+    ``weather`` source gives the PV forecast of the profile's PV geometry
+    (:func:`household_pv_kw`, P50); without ``outdoor_c``, its ``temp_air_c``.
 
     A heat pump starts from ``state.indoor_c`` (default: the building's
     ``initial_indoor_c``). Each appliance run whose window overlaps ``[start, end)``
@@ -696,6 +704,15 @@ def household_scenario(
     next_plan = None if replan_at is None else pd.Timestamp(replan_at)
     if next_plan is not None and next_plan.tzinfo is None:
         raise ScenarioError(key="replan_at", reason="needs a time zone")
+    if pv_kw is None and weather is not None and household.site.pv is not None:
+        minutes = {"15min": 15, "30min": 30, "60min": 60}[resolution]
+        pv_kw = household_pv_kw(household, weather, lo, hi, resolution_minutes=minutes)
+    has_hp = any(isinstance(d, HouseholdHeatPump) for d in household.devices)
+    if has_hp and outdoor_c is None and weather is not None:
+        # hourly values: each covers its hour, so the series is not cut at ``start``
+        outdoor_c = weather.get_weather(start=lo, end=hi)["temp_air_c"]
+    elif outdoor_c is not None:
+        outdoor_c = _window(outdoor_c, lo, hi)
     state = state or HouseholdState.initial(household)
     tz = household.site.timezone
     res = int(resolution.removesuffix("min"))
@@ -704,9 +721,11 @@ def household_scenario(
         if isinstance(d, HouseholdHeatPump):
             if outdoor_c is None:
                 raise ScenarioError(
-                    key="outdoor_c", reason=f"heat pump {d.name!r} needs the outdoor temperature"
+                    key="outdoor_c",
+                    reason=f"heat pump {d.name!r} needs the outdoor temperature (or a weather "
+                    "source)",
                 )
-            devices.append(_heat_pump(d, state, _window(outdoor_c, lo, hi)))
+            devices.append(_heat_pump(d, state, outdoor_c))
             continue
         if isinstance(d, HouseholdAppliance):
             devices.extend(_appliance(d, lo, hi, res, tz, state, next_plan))
@@ -787,6 +806,43 @@ def household_scenario(
             "devices": devices,
         }
     )
+
+
+def household_pv_kw(
+    household: Household,
+    weather: WeatherSource,
+    start: pd.Timestamp | dt.datetime,
+    end: pd.Timestamp | dt.datetime,
+    *,
+    resolution_minutes: int = 15,
+    correction: PVCorrection | None = None,
+    quantile: Literal["kw_p10", "kw_p50", "kw_p90"] = "kw_p50",
+) -> pd.Series:
+    """The PV forecast (mean kW per slot of ``[start, end)``) of the profile's PV system.
+
+    The weather comes from ``weather`` (Open-Meteo, the shipped typical year, or one
+    falling back to the other); ``correction`` is the site's learned correction
+    (:func:`wattplan.forecast.fit_pv_correction`). A profile without PV gives zeros.
+    """
+    from wattplan.forecast import forecast_pv
+
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    if lo.tzinfo is None or hi.tzinfo is None:
+        raise ScenarioError(key="start", reason="start and end need a time zone")
+    geometry = household.site.pv
+    if geometry is None:
+        index = pd.date_range(lo, hi, freq=f"{resolution_minutes}min", inclusive="left")
+        return pd.Series(0.0, index=index.tz_convert("UTC"), name="pv_kw")
+    forecast = forecast_pv(
+        geometry.model_dump(),
+        weather,
+        start=lo,
+        end=hi,
+        correction=correction,
+        resolution_minutes=resolution_minutes,
+    )
+    out = forecast.kw[quantile].rename("pv_kw")
+    return out
 
 
 def _window(series: pd.Series, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Series:

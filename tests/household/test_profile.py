@@ -386,3 +386,25 @@ def test_programme_is_spread_by_energy_onto_the_slots() -> None:
     energy = sum(DISHWASHER["profile_kw"]) * 0.25
     for res in (15, 30, 60):
         assert programme_kw(app, res).sum() * res / 60 == pytest.approx(energy)
+
+
+def test_a_weather_source_gives_the_heat_pump_its_outdoor_temperature() -> None:
+    from wattplan.weather import TypicalYearWeather
+
+    h = household_from_dict({"devices": [HEAT_PUMP]})
+    lo = pd.Timestamp("2026-03-29", tz=TZ)  # a 23-hour day
+    hi = pd.Timestamp("2026-03-30", tz=TZ)
+    source = TypicalYearWeather()
+    sc = household_scenario(
+        h,
+        lo,
+        hi,
+        base_load_kw=_series(lo, hi, 0.4),
+        prices_ct_per_kwh=_series(lo, hi, 30.0),
+        weather=source,
+    )
+    plan = optimize(sc)
+    assert plan.ok and len(plan.schedule) == 23 * 4
+    hourly = source.get_weather(start=lo, end=hi)["temp_air_c"]
+    expect = hourly.reindex(plan.schedule.index.floor("60min")).to_numpy()
+    np.testing.assert_allclose(plan.schedule["hp_outdoor_c"], expect)
