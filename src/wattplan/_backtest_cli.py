@@ -42,8 +42,8 @@ def _backtest(args: argparse.Namespace) -> int:
     labels = {
         "forecast": "own forecasts (base load from usage to D-2, PV persistence)",
         "perfect_forecast": "perfect forecasts (actual base load and PV)",
-        "baseline": "baseline (plug-in charging, battery self-consumption)",
-        "cheapest_slots": "cheapest slots (EV in its cheapest slots, battery self-consumption)",
+        "baseline": "baseline (plug-in charging, battery self-consumption, thermostat)",
+        "cheapest_slots": "cheapest slots (EV and appliances in their cheapest slots)",
         "bound": "bound (whole period as one plan, perfect foresight)",
     }
     for key, bill in out.bill_eur.items():
@@ -69,7 +69,9 @@ def register(sub: Any) -> None:
             "published prices with only what is known then, execute until the next "
             "publication against the actual base load and PV (the grid absorbs the "
             "difference at the real prices), carry the states forward. ACTUALS.csv has "
-            "start (ISO 8601 with offset), base_kwh and optionally pv_kwh and quality. "
+            "start (ISO 8601 with offset), base_kwh and optionally pv_kwh, outdoor_c (else "
+            "the shipped typical year; it stands for the day-ahead temperature forecast) "
+            "and quality. "
             "Actuals from another year are shifted onto the period by whole weeks."
         ),
     )
