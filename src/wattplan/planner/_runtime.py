@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from wattplan.exceptions import ConfigurationError, PlannerError, TokenVaultError
@@ -19,6 +20,18 @@ from wattplan.settings import Settings
 __all__ = ["Runtime", "build_runtime"]
 
 logger = logging.getLogger(__name__)
+
+
+def _household_planning(customer_id: str, path: Path, store: PlanStore) -> Any:
+    from wattplan.exceptions import ScenarioError
+    from wattplan.household import load_household
+    from wattplan.planner._usage import HouseholdPlanning
+
+    try:
+        household = load_household(path)
+    except ScenarioError as exc:
+        raise ConfigurationError(f"customers[{customer_id}].household: {path}: {exc}") from exc
+    return HouseholdPlanning(household, customer_id=customer_id, store=store, source=path)
 
 
 @dataclass
@@ -114,7 +127,11 @@ def build_runtime(
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for c in config.customers:
         factory = c.load_factory()
-        if c.scenario is not None:
+        planning = None
+        if c.household is not None:
+            planning = _household_planning(c.id, c.household, store)
+            scenario = planning.base_scenario(today)
+        elif c.scenario is not None:
             scenario = wattplan.load_scenario(c.scenario)
         else:  # the factory's household for a day gives the devices and resolution
             scenario = factory(today, today + timedelta(days=1))
@@ -124,6 +141,7 @@ def build_runtime(
                 scenario=scenario,
                 subscription_id=c.subscription_id,
                 scenario_factory=factory,
+                household=planning,
             )
         )
     planner = Planner(
@@ -136,6 +154,7 @@ def build_runtime(
         workers=config.workers,
         previous_plan=config.stability.enabled,
         stability=config.stability.settings(),
+        usage_settings=config.usage.settings(),
     )
     scheduler = PlannerScheduler(
         planner,
