@@ -227,6 +227,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _utc(moment: datetime) -> datetime:
+    """A query or row time in UTC: SQLite keeps the wall-clock digits and drops the offset."""
+    if moment.tzinfo is None:
+        raise PlannerError("times given to the plan store must be tz-aware")
+    return moment.astimezone(UTC)
+
+
 def _must(moment: datetime | None) -> datetime:
     value = _aware(moment)
     assert value is not None
@@ -646,7 +653,7 @@ class PlanStore:
         p = self._t["plans"]
         query = (
             sa.select(p)
-            .where(p.c.customer_id == customer_id, p.c.created_at >= since)
+            .where(p.c.customer_id == customer_id, p.c.created_at >= _utc(since))
             .order_by(p.c.created_at, p.c.id)
         )
         with self._tx() as conn:
@@ -672,6 +679,7 @@ class PlanStore:
         a final one. ``controlled_kwh`` (same index) is what wattplan's devices drew.
         """
         u = self._t["usage"]
+        now = _utc(now)
         if usage.empty:
             return UsageMerge(0, 0, 0, 0)
         index = pd.DatetimeIndex(usage.index).tz_convert("UTC")
@@ -735,9 +743,9 @@ class PlanStore:
             u.c.customer_id == customer_id
         )
         if since is not None:
-            query = query.where(u.c.start >= since)
+            query = query.where(u.c.start >= _utc(since))
         if until is not None:
-            query = query.where(u.c.start < until)
+            query = query.where(u.c.start < _utc(until))
         with self._tx() as conn:
             rows = conn.execute(query.order_by(u.c.start)).mappings().all()
         index = pd.DatetimeIndex([_must(r["start"]) for r in rows], name="start")
@@ -770,6 +778,7 @@ class PlanStore:
         ``forecast`` has ``kwh_p10``, ``kwh_p50``, ``kwh_p90`` and a tz-aware index.
         """
         f = self._t["forecast"]
+        now = _utc(now)
         if forecast.empty:
             return
         index = pd.DatetimeIndex(forecast.index).tz_convert("UTC")
@@ -798,7 +807,11 @@ class PlanStore:
         f = self._t["forecast"]
         query = (
             sa.select(f)
-            .where(f.c.customer_id == customer_id, f.c.start >= since, f.c.start < until)
+            .where(
+                f.c.customer_id == customer_id,
+                f.c.start >= _utc(since),
+                f.c.start < _utc(until),
+            )
             .order_by(f.c.start)
         )
         with self._tx() as conn:
@@ -821,6 +834,7 @@ class PlanStore:
     ) -> bool:
         """Record the forecast error of a local day once; False when it was recorded before."""
         e = self._t["forecast_errors"]
+        now = _utc(now)
         with self._tx("save_forecast_error") as conn:
             exists = conn.execute(
                 sa.select(e.c.day).where(e.c.customer_id == customer_id, e.c.day == day)
@@ -853,6 +867,7 @@ class PlanStore:
     ) -> None:
         """Record a usage refresh: a success (``error`` None) resets the failure count."""
         r = self._t["usage_refresh"]
+        now = _utc(now)
         with self._tx("record_usage_refresh") as conn:
             row = (
                 conn.execute(sa.select(r).where(r.c.customer_id == customer_id)).mappings().first()

@@ -1,0 +1,360 @@
+"""Customers planned from a household profile, on forecasts from their own usage.
+
+Against the real sandbox (its clock driven by the test, the planner reading the same
+clock), the real OAuth grant, the real store and the real optimizer; the customers come
+from a planner.yaml that names a profile and no Python factory.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from wattplan._http import serve_in_thread
+from wattplan.exceptions import ConfigurationError
+from wattplan.planner import PlanStore
+from wattplan.planner._runtime import customers_from_config
+from wattplan.planner._usage import executed_device_kwh
+from wattplan.planner.api import BearerKeys, create_app
+from wattplan.planner.config import load_config
+from wattplan.sandbox import RunningSandbox
+from wattplan.sandbox._data import day_usage_kwh, eighth_working_day
+
+from .conftest import BERLIN
+from .test_integration import World, _connect, _world
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = ROOT / "scenarios" / "households" / "customer-42.yaml"
+ERROR_LOG = "base-load forecast error on"
+DEMO_KWH = 4000.0  # the demo subscription's estimated usage: the sandbox meters H25 at it
+
+
+def _config(tmp_path: Path) -> Path:
+    """A planner.yaml next to a copy of the shipped profile, named relative to it."""
+    (tmp_path / "households").mkdir()
+    shutil.copy(PROFILE, tmp_path / "households" / "customer-42.yaml")
+    path = tmp_path / "planner.yaml"
+    path.write_text(
+        "customers:\n  - id: customer-42\n    household: households/customer-42.yaml\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _local(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=BERLIN)
+
+
+def _midnight(day: date) -> datetime:
+    return _local(day, 0)
+
+
+def _slots(day: date) -> int:
+    """Quarter-hours of a local day (92 and 100 on the DST days); aware arithmetic in UTC."""
+    lo, hi = _midnight(day).astimezone(UTC), _midnight(day + timedelta(days=1)).astimezone(UTC)
+    return int((hi - lo).total_seconds() // 900)
+
+
+@pytest.fixture
+def make_world(
+    sandbox: RunningSandbox, db_url: str, table_prefix: str, tmp_path: Path
+) -> Iterator[object]:
+    worlds: list[World] = []
+
+    def make(start: datetime) -> World:
+        sandbox.clock.set(start)
+        config = load_config(_config(tmp_path))
+        assert config.customers[0].factory is None
+        assert config.customers[0].household == tmp_path / "households" / "customer-42.yaml"
+        store = PlanStore(db_url, table_prefix=table_prefix)
+        customers = customers_from_config(config, store, now=start)
+        store.dispose()
+        world = _world(sandbox, db_url, table_prefix, customers)
+        customers[0].household.store = world.store  # the world's own store, one engine
+        _connect(world, "customer-42")
+        worlds.append(world)
+        return world
+
+    yield make
+    for w in worlds:
+        w.close()
+    PlanStore(db_url, table_prefix=table_prefix).drop_all()
+
+
+CID = "customer-42"
+KEY = "customer-42-key-0123456789"
+
+
+def keys_key() -> str:
+    return KEY
+
+
+def _day(world: World, day: date, caplog: pytest.LogCaptureFixture) -> None:
+    """The publication pass (14:30) and the usage pass (16:30) of one day, checked."""
+    planner, store, clock = world.planner, world.store, world.sandbox.clock
+    clock.set(_local(day, 14, 30))
+    report = planner.run_once()
+    assert report.planned == [CID], report.outcomes
+    plan = store.latest_plan(CID)
+    assert plan is not None
+    assert plan.horizon_end == _midnight(day + timedelta(days=2))
+    assert plan.status in ("optimal", "feasible_with_shortfall")
+    # tomorrow's base load in the plan is the stored forecast (kWh per 15 min -> kW)
+    tomorrow = day + timedelta(days=1)
+    lo, hi = _midnight(tomorrow), _midnight(tomorrow + timedelta(days=1))
+    forecast = store.forecast(CID, since=lo, until=hi)
+    rows = pd.DataFrame(plan.document["schedule"])
+    rows.index = pd.DatetimeIndex(pd.to_datetime(rows["start"], utc=True))
+    planned = rows["base_load_kw"][(rows.index >= lo) & (rows.index < hi)]
+    assert len(planned) == _slots(tomorrow)
+    if len(forecast):
+        assert len(forecast) == _slots(tomorrow)
+        expected = forecast["kwh_p50"].reindex(planned.index) * 4
+        assert (planned - expected).abs().max() < 1e-5
+    # the profile's PV on the typical-year weather: some by day, none at night
+    hours = pd.DatetimeIndex(rows.index).tz_convert(BERLIN).hour
+    assert rows["pv_available_kw"][(hours >= 11) & (hours < 14)].max() > 0
+    assert rows["pv_available_kw"][(hours < 5) | (hours >= 21)].max() == 0
+    clock.set(_local(day, 16, 30))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wattplan.planner._usage"):
+        report = planner.run_once()
+    assert report.failed == []
+    usage = store.usage_status(CID)
+    assert usage is not None
+    assert usage.ok
+    assert usage.last_success_at == clock.now()
+    # yesterday's usage is in: the history reaches its last quarter-hour
+    assert usage.history_until == _midnight(day) - timedelta(minutes=15)
+    fc = store.forecast(CID, since=_midnight(tomorrow), until=_midnight(tomorrow + timedelta(1)))
+    assert len(fc) == _slots(tomorrow)
+    assert (fc["made_at"] == clock.now()).all()
+
+
+def test_fourteen_days_over_the_spring_dst_switch(
+    make_world: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = date(2026, 3, 20)
+    world = make_world(_local(first, 9))  # type: ignore[operator]
+    logged: list[str] = []
+    for i in range(14):
+        day = first + timedelta(days=i)
+        _day(world, day, caplog)
+        logged += [r.getMessage() for r in caplog.records if ERROR_LOG in r.getMessage()]
+    store = world.store
+    assert store.count_plans(CID) == 14
+    errors = store.forecast_errors(CID)
+    # the first refresh forecasts from the next day on: a logged error for every day after
+    assert sorted(errors) == [(first + timedelta(days=i)).isoformat() for i in range(1, 13)]
+    assert len(logged) == 12
+    assert all(e > 0 for e in errors.values())
+    # the MAE is recomputed independently from the stored history and forecast
+    for day_text, mae in errors.items():
+        day = date.fromisoformat(day_text)
+        lo, hi = _midnight(day), _midnight(day + timedelta(days=1))
+        history = store.usage_history(CID, since=lo, until=hi)
+        assert len(history) == _slots(day)  # 92 quarter-hours on 2026-03-29
+        actual = (history["kwh"] - history["controlled_kwh"]).clip(lower=0)
+        forecast = store.forecast(CID, since=lo, until=hi)["kwh_p50"]
+        assert abs(float((forecast - actual).abs().mean()) - mae) < 1e-9
+        assert any(day_text in line and f"{mae:.4f}" in line for line in logged)
+    assert _slots(date(2026, 3, 29)) == 92
+    # the metered history: what the sandbox served, minus the devices of the executed plans
+    history = store.usage_history(CID)
+    served = pd.concat(
+        [day_usage_kwh(first + timedelta(days=i), annual_kwh=DEMO_KWH) for i in range(13)]
+    )
+    assert set(served.index) <= set(history.index)
+    plans = store.plans_since(CID, _midnight(first) - timedelta(days=1))
+    drawn = 0.0
+    for ts in served.index:
+        in_force = [p for p in plans if pd.Timestamp(p.horizon_start) <= ts]
+        kwh = 0.0
+        if in_force:
+            row = next(
+                (r for r in in_force[-1].document["schedule"] if pd.Timestamp(r["start"]) == ts),
+                None,
+            )
+            if row is not None:
+                kwh = 0.25 * ((row.get("car_kw") or 0) + (row.get("home-battery_kw") or 0))
+        assert abs(history.loc[ts, "controlled_kwh"] - kwh) < 1e-9
+        drawn += abs(kwh)
+    assert drawn > 10  # the car and the battery did run
+
+
+def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
+    make_world: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = date(2026, 1, 19)
+    world = make_world(_local(first, 9))  # type: ignore[operator]
+    planner, store, sandbox = world.planner, world.store, world.sandbox
+    for i in range(2):
+        _day(world, first + timedelta(days=i), caplog)
+    good = store.usage_status(CID)
+    assert good is not None
+    sandbox.state.faults.usage_server_error = True  # the meter data are out, prices are not
+    keys = BearerKeys({CID: "customer-42-key-0123456789"})
+    with (
+        serve_in_thread(create_app(planner, auth=keys)) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        for i in range(2, 4):
+            day = first + timedelta(days=i)
+            sandbox.clock.set(_local(day, 14, 30))
+            assert planner.run_once().planned == [CID]  # planning goes on
+            sandbox.clock.set(_local(day, 16, 30))
+            before = store.count_plans(CID)
+            report = planner.run_once()
+            assert report.failed == []
+            assert store.count_plans(CID) == before
+            status = http.get(
+                f"/customers/{CID}/status", headers={"Authorization": f"Bearer {keys_key()}"}
+            ).json()
+            assert status["health"] == "ok"  # the plans are fine
+            assert status["usage"]["ok"] is False
+            assert status["usage"]["consecutive_failures"] == i - 1
+            assert "usage fetch failed" in status["usage"]["error"]
+            assert status["usage"]["forecast_made_at"] == good.forecast_made_at.isoformat()  # type: ignore[union-attr]
+            health = http.get("/health").json()
+            assert health["status"] == "degraded"
+            assert health["usage_fetches"] == {"ok": False, "failing_customers": 1}
+        # the plan of the day after the outage rests on the last good history
+        plan = store.latest_plan(CID)
+        assert plan is not None
+        assert store.usage_status(CID).history_until == good.history_until  # type: ignore[union-attr]
+        sandbox.state.faults.usage_server_error = False
+        sandbox.clock.set(_local(first + timedelta(days=4), 9))
+        assert planner.run_once().failed == []  # before 16:00: no fetch is due yet
+        assert store.usage_status(CID).failures == 2  # type: ignore[union-attr]
+        _day(world, first + timedelta(days=4), caplog)  # recovers by itself
+        status = http.get(
+            f"/customers/{CID}/status", headers={"Authorization": f"Bearer {keys_key()}"}
+        ).json()
+        assert status["usage"]["ok"] is True
+        assert status["usage"]["consecutive_failures"] == 0
+        assert http.get("/health").json()["usage_fetches"]["ok"] is True
+    # the days of the outage were fetched after it, without gaps
+    history = store.usage_history(
+        CID, since=_midnight(first), until=_midnight(first + timedelta(4))
+    )
+    assert len(history) == 4 * 96
+
+
+def test_a_final_value_corrects_the_stored_history_and_nothing_else(
+    make_world: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # January's values turn final on the eighth working day of February
+    final_day = eighth_working_day(2026, 2)
+    first = final_day - timedelta(days=2)
+    world = make_world(_local(first, 9))  # type: ignore[operator]
+    store, sandbox = world.store, world.sandbox
+    sandbox.state.faults.usage_preliminary_factor = 0.9  # preliminary reads come in low
+    for i in range(2):
+        _day(world, first + timedelta(days=i), caplog)
+    sandbox.clock.set(_local(final_day, 14, 30))  # the day's plan, before its usage pass
+    assert world.planner.run_once().planned == [CID]
+    before = store.usage_history(CID)
+    january = before.index < pd.Timestamp(_midnight(date(2026, 2, 1)))
+    assert january.sum() > 96
+    assert (before["type"] == "preliminary").all()
+    errors = store.forecast_errors(CID)
+    plans = store.count_plans(CID)
+    latest = store.latest_plan(CID)
+    status = world.planner.customer_status(CID)
+    sandbox.clock.set(_local(final_day, 16, 30))
+    with caplog.at_level(logging.INFO, logger="wattplan.planner._usage"):
+        assert world.planner.run_once().failed == []
+    after = store.usage_history(CID)
+    old = after.loc[before.index]
+    # January: the final values (as metered) replace the preliminary ones
+    jan = before.index[january]
+    served = pd.concat(
+        [
+            day_usage_kwh(d.date(), annual_kwh=DEMO_KWH)
+            for d in pd.date_range("2026-01-01", "2026-01-31")
+        ]
+    )
+    assert (old.loc[jan, "type"] == "final").all()
+    assert (old.loc[jan, "kwh"] - served.reindex(jan)).abs().max() < 1e-3
+    assert (old.loc[jan, "kwh"] - before.loc[jan, "kwh"]).abs().min() > 0
+    # February's values stay preliminary and unchanged, and nothing else moved
+    feb = before.index[~january]
+    pd.testing.assert_frame_equal(old.loc[feb], before.loc[feb])
+    assert (old["controlled_kwh"] == before["controlled_kwh"]).all()
+    for day, mae in errors.items():
+        assert store.forecast_errors(CID)[day] == mae
+    assert store.count_plans(CID) == plans
+    assert store.latest_plan(CID) == latest
+    now_status = world.planner.customer_status(CID)
+    assert now_status is not None and status is not None
+    assert now_status["health"] == status["health"] == "ok"
+    assert any(f"{len(jan)} corrected" in r.getMessage() for r in caplog.records)
+
+
+def test_controlled_energy_on_the_25_hour_day_follows_the_plan_in_force() -> None:
+    from wattplan.planner.store import StoredPlan
+
+    day_lo = pd.Timestamp("2025-10-26", tz=BERLIN)
+    day_hi = pd.Timestamp("2025-10-27", tz=BERLIN)
+    slots = pd.date_range(day_lo, day_hi, freq="15min", inclusive="left")
+    assert len(slots) == 100
+
+    def plan(pid: int, start: pd.Timestamp, car_kw: float) -> StoredPlan:
+        rows = [
+            {"start": ts.isoformat(), "car_kw": car_kw, "bat_kw": -1.0}
+            for ts in slots
+            if ts >= start
+        ]
+        doc = {
+            "devices": [{"name": "car", "kind": "ev"}, {"name": "bat", "kind": "battery"}],
+            "resolution_minutes": 15,
+            "schedule": rows,
+        }
+        moment = start.to_pydatetime()
+        return StoredPlan(pid, "c", moment, moment, day_hi.to_pydatetime(), "r", "optimal",
+                          None, None, None, "p", "s", doc, "[]", {})  # fmt: skip
+
+    second = slots[60]  # a re-plan in the afternoon replaces the rest of the first plan
+    hourly = pd.date_range(day_lo, day_hi, freq="60min", inclusive="left")
+    out = executed_device_kwh([plan(2, second, 4.0), plan(1, slots[0], 2.0)], hourly, 60)
+    assert len(out) == 25
+    by_hour = {ts: v for ts, v in out.items()}
+    assert by_hour[hourly[0]] == pytest.approx(4 * 0.25 * (2.0 - 1.0))
+    assert by_hour[hourly[-1]] == pytest.approx(4 * 0.25 * (4.0 - 1.0))
+    assert sum(by_hour.values()) == pytest.approx(60 * 0.25 * 1.0 + 40 * 0.25 * 3.0)
+
+
+def test_planner_yaml_household_keys(tmp_path: Path) -> None:
+    path = _config(tmp_path)
+    config = load_config(path)
+    assert config.customers[0].household == (tmp_path / "households/customer-42.yaml").resolve()
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "customers:\n  - id: c\n    household: h.yaml\n"
+        "    factory: wattplan.planner:demo_household\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError, match=r"customers\.0: .*only one of household"):
+        load_config(both)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("customers:\n  - id: c\n    household: nowhere.yaml\n", encoding="utf-8")
+    store = PlanStore(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    with pytest.raises(ConfigurationError, match=r"customers\[c\]\.household: .*file not found"):
+        customers_from_config(load_config(missing), store, now=_local(date(2026, 1, 5), 9))
+    bad = tmp_path / "households" / "bad.yaml"
+    bad.write_text("site: {annual_kwh: -5}\n", encoding="utf-8")
+    (tmp_path / "bad.yaml").write_text(
+        "customers:\n  - id: c\n    household: households/bad.yaml\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigurationError, match=r"site\.annual_kwh"):
+        customers_from_config(
+            load_config(tmp_path / "bad.yaml"), store, now=_local(date(2026, 1, 5), 9)
+        )
+    store.dispose()
