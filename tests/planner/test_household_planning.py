@@ -189,6 +189,20 @@ def test_fourteen_days_over_the_spring_dst_switch(
     assert drawn > 10  # the car and the battery did run
 
 
+def test_the_autumn_switch_plans_and_forecasts_its_25_hours(
+    make_world: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = date(2025, 10, 24)
+    world = make_world(_local(first, 9))  # type: ignore[operator]
+    for i in range(4):
+        _day(world, first + timedelta(days=i), caplog)  # checks 100 slots on 2025-10-26
+    assert _slots(date(2025, 10, 26)) == 100
+    errors = world.store.forecast_errors(CID)
+    assert "2025-10-26" in errors
+    lo, hi = _midnight(date(2025, 10, 26)), _midnight(date(2025, 10, 27))
+    assert len(world.store.usage_history(CID, since=lo, until=hi)) == 100
+
+
 def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
     make_world: object, caplog: pytest.LogCaptureFixture
 ) -> None:
