@@ -7,6 +7,7 @@ from a planner.yaml that names a profile and no Python factory.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -203,8 +204,31 @@ def test_the_autumn_switch_plans_and_forecasts_its_25_hours(
     assert len(world.store.usage_history(CID, since=lo, until=hi)) == 100
 
 
+def _status_cli(tmp_path: Path, db_url: str, prefix: str, *extra: str) -> tuple[int, str]:
+    """``wattplan status`` on the test's store (a config naming its database and prefix)."""
+    import contextlib
+    import io
+
+    from wattplan.cli import main
+
+    config = tmp_path / "status.yaml"
+    config.write_text(
+        f"database_url: {db_url}\ntable_prefix: {prefix}\nhttp: null\n"
+        "customers:\n  - id: customer-42\n    household: households/customer-42.yaml\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["status", "--config", str(config), *extra])
+    return code, out.getvalue()
+
+
 def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
-    make_world: object, caplog: pytest.LogCaptureFixture
+    make_world: object,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    db_url: str,
+    table_prefix: str,
 ) -> None:
     first = date(2026, 1, 19)
     world = make_world(_local(first, 9))  # type: ignore[operator]
@@ -239,6 +263,11 @@ def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
             health = http.get("/health").json()
             assert health["status"] == "degraded"
             assert health["usage_fetches"] == {"ok": False, "failing_customers": 1}
+        code, out = _status_cli(tmp_path, world.url, world.prefix, "--strict")
+        assert code == 1  # --strict: a failing usage fetch counts
+        assert "usage fetch failing (2 in a row" in out
+        code, out = _status_cli(tmp_path, world.url, world.prefix, "--json")
+        assert json.loads(out)[0]["usage"]["consecutive_failures"] == 2
         # the plan of the day after the outage rests on the last good history
         plan = store.latest_plan(CID)
         assert plan is not None
@@ -254,6 +283,9 @@ def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
         assert status["usage"]["ok"] is True
         assert status["usage"]["consecutive_failures"] == 0
         assert http.get("/health").json()["usage_fetches"]["ok"] is True
+    code, out = _status_cli(tmp_path, world.url, world.prefix, "--strict")
+    assert code == 0
+    assert "usage fetch failing" not in out
     # the days of the outage were fetched after it, without gaps
     history = store.usage_history(
         CID, since=_midnight(first), until=_midnight(first + timedelta(4))
