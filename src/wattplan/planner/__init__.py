@@ -4,6 +4,8 @@
 injected); ``PlannerScheduler`` (the only user of APScheduler) calls it at poll times, at
 slot boundaries and after device-state changes; ``create_app`` serves plans and takes device
 state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out.
+``HouseholdPlanning`` plans a customer from a household profile on forecasts that the
+planner refreshes daily from the customer's own usage (``UsageSettings``).
 
 ``PlannerScheduler``, ``create_app``, ``NomosPriceSource``, ``demo_household`` and the config
 models are imported on first use (APScheduler, Starlette and the optimizer stay unloaded
@@ -30,6 +32,7 @@ from wattplan.planner._types import (
     ScenarioLike,
     SystemClock,
 )
+from wattplan.planner._usage import HouseholdPlanning, UsageSettings, UsageSource
 from wattplan.planner.sinks import (
     SIGNATURE_HEADER,
     CallbackSink,
@@ -44,6 +47,7 @@ from wattplan.planner.store import (
     DeviceState,
     PlanStore,
     StoredPlan,
+    UsageStatus,
 )
 
 _LAZY = {
@@ -70,6 +74,7 @@ __all__ = [
     "Deadband",
     "DeviceState",
     "EventTopic",
+    "HouseholdPlanning",
     "MqttSink",
     "NomosPriceSource",
     "OptimizeFn",
@@ -91,6 +96,9 @@ __all__ = [
     "SlotTrigger",
     "StoredPlan",
     "SystemClock",
+    "UsageSettings",
+    "UsageSource",
+    "UsageStatus",
     "WebhookSink",
     "create_app",
     "decide_prices",

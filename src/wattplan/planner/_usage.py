@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_ANNUAL_KWH = 3500.0
 """Cold start without a profile's ``annual_kwh``: a typical German household's base load."""
 
+# The forecast looks back 84 days (``wattplan.forecast``); older history is not read.
+_HISTORY_READ = pd.Timedelta(days=91)
+
 
 class UsageSource(Protocol):
     """Where a customer's metered usage comes from (the Nomos API in production).
@@ -187,7 +190,9 @@ class HouseholdPlanning:
         lo, hi = slots[0], slots[-1] + pd.Timedelta(minutes=15)
         stored = self.store.forecast(self.customer_id, since=lo.to_pydatetime(),
                                      until=hi.to_pydatetime())  # fmt: skip
-        history = self.store.usage_history(self.customer_id)
+        history = self.store.usage_history(
+            self.customer_id, since=(lo - _HISTORY_READ).to_pydatetime()
+        )
         resolution = _resolution(history.index, stored.index)
         kwh = stored["kwh_p50"]
         if len(kwh) < _intervals(lo, hi, resolution):
@@ -318,7 +323,7 @@ def refresh_usage(
         store.record_usage_refresh(cid, now=now, error=f"usage fetch failed: {message}")
         return False
     index = pd.DatetimeIndex(usage.index)
-    resolution = _resolution(index, store.usage_history(cid).index)
+    resolution = _resolution(index)
     lo = _local_midnight(start, tz).tz_convert("UTC") - pd.Timedelta(days=2)
     plans = store.plans_since(cid, lo.to_pydatetime())
     controlled = executed_device_kwh(plans, index, resolution)
@@ -332,7 +337,8 @@ def refresh_usage(
         merge.corrected,
         merge.finalized,
     )
-    history = store.usage_history(cid)
+    since = pd.Timestamp(now) - _HISTORY_READ
+    history = store.usage_history(cid, since=since.to_pydatetime())
     _log_errors(planning, history, now, resolution)
     made = False
     if len(history):
