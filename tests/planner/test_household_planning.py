@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -380,6 +380,14 @@ def test_controlled_energy_on_the_25_hour_day_follows_the_plan_in_force() -> Non
 def test_planner_yaml_household_keys(tmp_path: Path) -> None:
     path = _config(tmp_path)
     config = load_config(path)
+    assert config.usage.settings().available_after == time(16, 0)
+    path.write_text(
+        path.read_text(encoding="utf-8") + "usage: {available_after: 17:30, history_days: 14}\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)  # unquoted 17:30 is YAML 1.1's integer 1050
+    assert config.usage.settings().available_after == time(17, 30)
+    assert config.usage.history_days == 14
     assert config.customers[0].household == (tmp_path / "households/customer-42.yaml").resolve()
     both = tmp_path / "both.yaml"
     both.write_text(

@@ -135,6 +135,16 @@ class UsageConfig(_Model):
     )
     forecast_days: int = Field(2, ge=1, le=7, description="days ahead each refresh forecasts")
 
+    @field_validator("available_after", mode="before")
+    @classmethod
+    def _hhmm(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 16:00 as the sexagesimal integer 960 (minutes)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value < 24 * 60:
+                raise ValueError("a local time HH:MM")
+            return time(value // 60, value % 60)
+        return value
+
     def settings(self) -> Any:
         from wattplan.planner._usage import UsageSettings
 
