@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -411,4 +412,55 @@ def test_planner_yaml_household_keys(tmp_path: Path) -> None:
         customers_from_config(
             load_config(tmp_path / "bad.yaml"), store, now=_local(date(2026, 1, 5), 9)
         )
+    store.dispose()
+
+
+class _BadUsage:
+    """A usage source that answers with what a broken upstream might send."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def fetch_usage(self, customer: object, *, start: date, end: date) -> pd.DataFrame:
+        return self.frame
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"usage_kwh": [0.1, float("nan")]}, "usage_kwh at .* not a non-negative number"),
+        ({"usage_kwh": [0.1, -0.2]}, "usage_kwh at .* not a non-negative number"),
+        ({"type": ["final", "estimated"]}, "unknown type 'estimated'"),
+        ({"naive": True}, "tz-aware"),
+    ],
+)
+def test_bad_usage_is_refused_by_name_and_stores_nothing(
+    tmp_path: Path, change: dict[str, object], reason: str
+) -> None:
+    from wattplan.household import load_household
+    from wattplan.planner import Customer, HouseholdPlanning, UsageSettings
+    from wattplan.planner._usage import refresh_usage
+
+    store = PlanStore(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    planning = HouseholdPlanning(load_household(PROFILE), customer_id=CID, store=store)
+    now = _local(date(2026, 1, 20), 16, 30)
+    customer = Customer(id=CID, scenario=planning.base_scenario(now), household=planning)
+    index = pd.date_range("2026-01-19T00:00", periods=2, freq="15min", tz=BERLIN)
+    frame = pd.DataFrame({"usage_kwh": [0.1, 0.2], "type": ["final", "final"]}, index=index)
+    for key, value in change.items():
+        if key == "naive":
+            frame.index = index.tz_localize(None)
+        else:
+            frame[key] = value
+    assert refresh_usage(customer, planning, _BadUsage(frame), now, UsageSettings()) is False
+    status = store.usage_status(CID)
+    assert status is not None and not status.ok
+    assert status.error is not None
+    assert re.search(reason, status.error)
+    assert store.usage_history(CID).empty
+    assert store.forecast(CID, since=now - timedelta(days=9), until=now + timedelta(days=9)).empty
+    good = pd.DataFrame({"usage_kwh": [0.1, 0.2], "type": ["final", "final"]}, index=index)
+    assert refresh_usage(customer, planning, _BadUsage(good), now, UsageSettings()) is True
+    assert len(store.usage_history(CID)) == 2
+    assert store.usage_status(CID).ok  # type: ignore[union-attr]
     store.dispose()

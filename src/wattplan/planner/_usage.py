@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from wattplan.exceptions import WattplanError
+from wattplan.exceptions import PlannerError, WattplanError
 from wattplan.planner._types import Customer
 from wattplan.planner.store import PlanStore, StoredPlan
 
@@ -271,6 +271,32 @@ def _safe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
+def _checked(usage: pd.DataFrame) -> pd.DataFrame:
+    """Fetched usage as the store takes it, or a :class:`PlannerError` naming the problem
+    (then nothing is stored)."""
+    if not isinstance(usage, pd.DataFrame):
+        raise PlannerError(f"usage: expected a DataFrame, got {type(usage).__name__}")
+    for column in ("usage_kwh", "type"):
+        if column not in usage.columns:
+            raise PlannerError(f"usage: no column {column!r}")
+    index = usage.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise PlannerError("usage: the index must hold tz-aware interval starts")
+    if index.has_duplicates:
+        raise PlannerError(f"usage: duplicate interval {index[index.duplicated()][0].isoformat()}")
+    values = pd.to_numeric(usage["usage_kwh"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        at = index[np.flatnonzero(bad)[0]].isoformat()
+        raise PlannerError(f"usage: usage_kwh at {at} is not a non-negative number")
+    kinds = set(usage["type"].astype(str))
+    if not kinds <= {"final", "preliminary"}:
+        raise PlannerError(f"usage: unknown type {sorted(kinds - {'final', 'preliminary'})[0]!r}")
+    out = pd.DataFrame({"usage_kwh": values, "type": usage["type"].astype(str).to_numpy()},
+                       index=index.tz_convert("UTC"))  # fmt: skip
+    return out.sort_index()
+
+
 def usage_due(
     store: PlanStore, customer_id: str, now: dt.datetime, tz: str, settings: UsageSettings
 ) -> bool:
@@ -312,7 +338,7 @@ def refresh_usage(
                 last if oldest is None else min(last, pd.Timestamp(oldest).tz_convert(tz).date())
             )
             start = max(first, today - dt.timedelta(days=settings.refetch_days))
-        usage = source.fetch_usage(customer, start=start, end=today)
+        usage = _checked(source.fetch_usage(customer, start=start, end=today))
     except Exception as exc:
         message = _safe(exc)
         logger.warning(
