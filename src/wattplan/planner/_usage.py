@@ -190,12 +190,14 @@ class HouseholdPlanning:
         lo, hi = slots[0], slots[-1] + pd.Timedelta(minutes=15)
         stored = self.store.forecast(self.customer_id, since=lo.to_pydatetime(),
                                      until=hi.to_pydatetime())  # fmt: skip
-        history = self.store.usage_history(
-            self.customer_id, since=(lo - _HISTORY_READ).to_pydatetime()
-        )
-        resolution = _resolution(history.index, stored.index)
+        resolution = _resolution(stored.index)
         kwh = stored["kwh_p50"]
-        if len(kwh) < _intervals(lo, hi, resolution):
+        if len(stored) < 2 or len(kwh) < _intervals(lo, hi, resolution):
+            # not (all) stored: forecast from the history (read only when needed)
+            history = self.store.usage_history(
+                self.customer_id, since=(lo - _HISTORY_READ).to_pydatetime()
+            )
+            resolution = _resolution(history.index, stored.index)
             made = self.forecast(history, lo, hi, resolution).kwh["kwh_p50"]
             made.index = pd.DatetimeIndex(made.index).tz_convert("UTC")
             kwh = kwh.combine_first(made) if len(kwh) else made
