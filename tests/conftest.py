@@ -6,6 +6,10 @@
     when the test ends (see ``tests/sandbox/conformance.py``).
 ``sandbox_factory``
     ``sandbox_factory(config)`` starts one with a config of your own (same check).
+``api_responses`` (autouse)
+    Every response of wattplan's own APIs (any app with ``state.openapi``) in any test is
+    checked against the OpenAPI document that app serves, when the test ends (see
+    ``tests/openapi_check.py``). The exchanges are the fixture's value.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def _finish(stack: list[tuple[RunningSandbox, object]]) -> None:
     for running, manager in reversed(stack):
         manager.__exit__(None, None, None)  # type: ignore[attr-defined]
         assert_conformant(running.state.exchanges)
+
+
+@pytest.fixture(autouse=True)
+def api_responses() -> Iterator[list[object]]:
+    from tests.openapi_check import assert_valid, recording
+
+    with recording() as exchanges:
+        yield exchanges  # type: ignore[misc]
+    assert_valid(exchanges)
 
 
 @pytest.fixture

@@ -46,6 +46,10 @@ _LAZY: dict[str, str] = {
     "forecast_pv": "wattplan.forecast",
     "Planner": "wattplan.planner",
     "PlanStore": "wattplan.planner",
+    "FallbackWeather": "wattplan.weather",
+    "OpenMeteoWeather": "wattplan.weather",
+    "TypicalYearWeather": "wattplan.weather",
+    "WeatherSource": "wattplan.weather",
 }
 
 __all__ = sorted(

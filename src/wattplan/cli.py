@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "wattplan.sandbox._cli",
     "wattplan.auth._cli",
     "wattplan.planner._cli",
+    "wattplan._serve_cli",
     "wattplan.forecast._cli",
     "wattplan._backtest_cli",
 )

@@ -8,6 +8,10 @@ All readers return pandas objects with a tz-aware UTC index of interval starts.
   and 2026, generated with demandlib.
 * Weather and PV: DWD test reference year 2010 for Potsdam (a typical year), with PV output
   per kWp modelled with pvlib.
+* Household meters: five real households from Konstanz, 52 weeks of hourly whole-house
+  grid import each. Data: Open Power System Data. 2020. Data Package Household Data.
+  Version 2020-04-15. https://doi.org/10.25832/household_data/2020-04-15 (primary data: the
+  CoSSMic project, ISC Konstanz), CC BY 4.0.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import pandas as pd
 
 __all__ = [
     "BERLIN",
+    "HOUSEHOLD_METERS",
+    "METER_ATTRIBUTION",
     "PRICE_ATTRIBUTION",
     "all_in_price_ct_per_kwh",
     "read_day_ahead_prices",
     "read_household_load",
+    "read_household_meter",
     "read_weather",
 ]
 
@@ -31,6 +38,13 @@ BERLIN = "Europe/Berlin"
 PRICE_ATTRIBUTION = (
     "Data: Bundesnetzagentur | SMARD.de, CC BY 4.0 (via Energy-Charts / Fraunhofer ISE)"
 )
+METER_ATTRIBUTION = (
+    "Data: Open Power System Data. 2020. Data Package Household Data. Version 2020-04-15. "
+    "https://doi.org/10.25832/household_data/2020-04-15 (primary data: the CoSSMic project, "
+    "ISC Konstanz), CC BY 4.0"
+)
+#: The real households whose meters ship with wattplan (see :func:`read_household_meter`).
+HOUSEHOLD_METERS = ("residential1", "residential2", "residential3", "residential5", "residential6")
 
 _PRICE_FILES = (
     "de_lu_day_ahead_60min_2020.csv.gz",
@@ -140,3 +154,26 @@ def read_weather(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataF
     out = weather.iloc[rows].copy()
     out.index = pd.DatetimeIndex(hours, name="start")
     return out
+
+
+@functools.cache
+def _meter(name: str) -> pd.Series:
+    series = _read(f"meter_{name}_60min.csv.gz")["import_kwh"].astype(float)
+    series.name = "import_kwh"
+    return series
+
+
+def read_household_meter(name: str) -> pd.Series:
+    """A real household's hourly whole-house grid import in kWh (52 whole weeks).
+
+    ``name`` is one of :data:`HOUSEHOLD_METERS`. The index holds the hour starts in UTC,
+    from a local Monday midnight to the local midnight 52 weeks later (DST days have 23
+    or 25 hours). The series is what a smart meter records: devices on the household's
+    meter are included (residential1's heat pump, metered separately in the source, is
+    added to its import). residential1, 3 and 6 have PV; their import is net of it.
+    Derived from the OPSD household data by ``tools/household_meters.py``; cite
+    :data:`METER_ATTRIBUTION`.
+    """
+    if name not in HOUSEHOLD_METERS:
+        raise ValueError(f"name: must be one of {list(HOUSEHOLD_METERS)}, got {name!r}")
+    return _meter(name).copy()

@@ -14,6 +14,12 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
     ├── ScenarioError                 invalid scenario input; names the key and the reason
     │   └── PriceDataError            prices missing, with holes, or not covering the horizon
     ├── ForecastInputError            invalid metered history or window; names the field or row
+    ├── WeatherError                  anything about a weather source (wattplan.weather)
+    │   ├── WeatherUnavailableError   connection failed, timed out, or a 5xx answer  [transient]
+    │   ├── WeatherRateLimitedError   429 (retry_after_s)                 [transient]
+    │   ├── WeatherAPIError           an error body {"error": true, "reason": ...}
+    │   └── MalformedWeatherError     body not JSON or off-format, values missing for the window
+    │       └── MissingWeatherVariableError   a variable the source needs is absent (variable)
     ├── OptimizationError             the solver failed (not: the plan has a shortfall)
     │   └── SolverTimeoutError        no solution within the time limit   [transient]
     ├── NomosError                    anything about the Nomos API
@@ -59,6 +65,8 @@ __all__ = [
     "GrantNotFoundError",
     "InvalidGrantError",
     "MalformedResponseError",
+    "MalformedWeatherError",
+    "MissingWeatherVariableError",
     "NomosAPIError",
     "NomosError",
     "NotFoundError",
@@ -78,6 +86,10 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "WattplanError",
+    "WeatherAPIError",
+    "WeatherError",
+    "WeatherRateLimitedError",
+    "WeatherUnavailableError",
 ]
 
 
@@ -136,6 +148,47 @@ class ForecastInputError(WattplanError, ValueError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}")
+
+
+class WeatherError(WattplanError):
+    """A weather source could not deliver the weather of a window."""
+
+
+class WeatherUnavailableError(WeatherError):
+    """The weather service could not be reached, timed out or answered with a 5xx."""
+
+    transient = True
+
+
+class WeatherRateLimitedError(WeatherError):
+    """The weather service answered 429; ``retry_after_s`` from its ``Retry-After`` header."""
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class WeatherAPIError(WeatherError):
+    """The weather service rejected the request (Open-Meteo: ``{"error": true, "reason"}``)."""
+
+    def __init__(self, message: str, *, status_code: int, reason: str) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        super().__init__(message)
+
+
+class MalformedWeatherError(WeatherError):
+    """The answer is not JSON, not in the documented format, or lacks values for the window."""
+
+
+class MissingWeatherVariableError(MalformedWeatherError):
+    """A variable the source needs (``variable``) is missing from the answer."""
+
+    def __init__(self, message: str, *, variable: str) -> None:
+        self.variable = variable
+        super().__init__(message)
 
 
 class OptimizationError(WattplanError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import pandas as pd
 import yaml
@@ -37,6 +37,10 @@ from wattplan.optimizer._scenario import (
     _loc,
 )
 
+if TYPE_CHECKING:
+    from wattplan.forecast import PVCorrection
+    from wattplan.weather import WeatherSource
+
 __all__ = [
     "WEEKDAYS",
     "EVHabit",
@@ -49,6 +53,7 @@ __all__ = [
     "Tariff",
     "ev_sessions",
     "household_json_schema",
+    "household_pv_kw",
     "household_scenario",
     "load_household",
 ]
@@ -361,6 +366,7 @@ def household_scenario(
     state: HouseholdState | None = None,
     resolution: Literal["15min", "30min", "60min"] = "15min",
     terminal_price_ct_per_kwh: float | None = None,
+    weather: WeatherSource | None = None,
 ) -> Scenario:
     """Compose the scenario of ``[start, end)`` from a profile, series and device state.
 
@@ -370,11 +376,15 @@ def household_scenario(
     that departs after ``end`` must deliver nothing in this window but may charge up to
     what it still needs (the next window plans the rest). ``terminal_price_ct_per_kwh``
     values what the window leaves stored (default: the scenario's, the lower quartile of
-    the window's prices).
+    the window's prices). Without ``pv_kw``, a ``weather`` source gives the PV forecast
+    of the profile's PV geometry (:func:`household_pv_kw`, P50).
     """
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     if lo.tzinfo is None or hi.tzinfo is None:
         raise ScenarioError(key="start", reason="start and end need a time zone")
+    if pv_kw is None and weather is not None and household.site.pv is not None:
+        minutes = {"15min": 15, "30min": 30, "60min": 60}[resolution]
+        pv_kw = household_pv_kw(household, weather, lo, hi, resolution_minutes=minutes)
     state = state or HouseholdState.initial(household)
     tz = household.site.timezone
     devices: list[dict[str, Any]] = []
@@ -455,6 +465,43 @@ def household_scenario(
             "devices": devices,
         }
     )
+
+
+def household_pv_kw(
+    household: Household,
+    weather: WeatherSource,
+    start: pd.Timestamp | dt.datetime,
+    end: pd.Timestamp | dt.datetime,
+    *,
+    resolution_minutes: int = 15,
+    correction: PVCorrection | None = None,
+    quantile: Literal["kw_p10", "kw_p50", "kw_p90"] = "kw_p50",
+) -> pd.Series:
+    """The PV forecast (mean kW per slot of ``[start, end)``) of the profile's PV system.
+
+    The weather comes from ``weather`` (Open-Meteo, the shipped typical year, or one
+    falling back to the other); ``correction`` is the site's learned correction
+    (:func:`wattplan.forecast.fit_pv_correction`). A profile without PV gives zeros.
+    """
+    from wattplan.forecast import forecast_pv
+
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    if lo.tzinfo is None or hi.tzinfo is None:
+        raise ScenarioError(key="start", reason="start and end need a time zone")
+    geometry = household.site.pv
+    if geometry is None:
+        index = pd.date_range(lo, hi, freq=f"{resolution_minutes}min", inclusive="left")
+        return pd.Series(0.0, index=index.tz_convert("UTC"), name="pv_kw")
+    forecast = forecast_pv(
+        geometry.model_dump(),
+        weather,
+        start=lo,
+        end=hi,
+        correction=correction,
+        resolution_minutes=resolution_minutes,
+    )
+    out = forecast.kw[quantile].rename("pv_kw")
+    return out
 
 
 def _window(series: pd.Series, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Series:

@@ -30,10 +30,20 @@ Strategies (each its own chain of states):
 Every strategy starts with the batteries at ``initial_soc_kwh`` (default ``soc_min_kwh``).
 Executing a plan: the car draws the planned power. The plan sets each battery's mode per
 slot and the battery's controller follows the actual load within it, as home batteries
-do: in a slot the plan discharges, the battery gives the planned power plus what the
-house draws beyond the plan's expectation (less when it draws less; up to its power and
-SoC; never exporting with ``export_only_pv``); in other slots it
-charges the planned power plus any actual PV surplus that would otherwise be exported.
+do (up to its power and SoC):
+
+* **discharge** (the plan discharges): the planned power plus what the house draws beyond
+  the plan's expectation, less when it draws less; never exporting with ``export_only_pv``;
+* **grid charge** (the plan charges more than the PV surplus it expects): the planned power
+  plus any actual PV surplus; the house draws from the grid;
+* **hold** (idle while the plan expects the house to draw from the grid: the plan keeps the
+  stored energy for a dearer slot): the battery covers the house only with the energy it
+  holds above the plan's SoC for the slot (after a sunnier or leaner day than forecast),
+  and stores any actual PV surplus;
+* **self-consumption** (the plan expects a PV surplus and charges at most that): the
+  battery covers whatever the house actually draws beyond PV, or stores the planned power
+  plus any further surplus.
+
 The rest is the grid's: import and export settled at the real prices; PV beyond the
 export limit is curtailed.
 """
@@ -324,6 +334,7 @@ def _execute(
     for d in batteries:
         plan_ch = sched[f"{d.name}_charge_kw"].to_numpy(dtype=float)
         plan_dis = sched[f"{d.name}_discharge_kw"].to_numpy(dtype=float)
+        plan_soc = sched[f"{d.name}_soc_kwh"].to_numpy(dtype=float)
         kw = np.zeros(len(idx))
         soc = state.battery_soc_kwh[d.name]
         for t in range(len(idx)):
@@ -331,14 +342,28 @@ def _execute(
             # the actual load within it (see the module docstring)
             room = max(0.0, (d.capacity_kwh - soc) / (d.charge_efficiency * hours))
             left = max(0.0, (soc - d.soc_min_kwh) * d.discharge_efficiency / hours)
+            surplus = max(-planned_net[t], 0.0)  # PV the plan expected beyond the house
+            deficit = max(net[t], 0.0)  # what the house actually draws beyond PV and car
             if plan_dis[t] > plan_ch[t] + 1e-9:
-                want = max(plan_dis[t] + net[t] - planned_net[t], 0.0)
+                # discharge: the planned power, corrected by the house's actual draw
+                give = max(plan_dis[t] + net[t] - planned_net[t], 0.0)
                 if household.site.export_only_pv:
-                    want = min(want, max(net[t], 0.0))
-                x = min(want, d.max_discharge_kw, left)
+                    give = min(give, deficit)
+            elif plan_ch[t] > surplus + 1e-6:
+                give = 0.0  # charging from the grid: the house draws from the grid too
+            elif planned_net[t] > 1e-6:
+                # hold: the plan keeps its stored energy for a dearer slot; only energy above
+                # the plan's SoC for this slot (a sunnier or leaner day than forecast) serves now
+                above = max(soc - plan_soc[t], 0.0) * d.discharge_efficiency / hours
+                give = min(deficit, above)
+            else:
+                give = deficit  # self-consumption: the plan expected PV to cover the house
+            if give > 1e-12:
+                x = min(give, d.max_discharge_kw, left)
                 kw[t] = -x
                 soc -= x / d.discharge_efficiency * hours
             else:
+                # the planned charge plus any actual PV surplus that would otherwise be exported
                 c = min(plan_ch[t] + max(-(net[t] + plan_ch[t]), 0.0), d.max_charge_kw, room)
                 kw[t] = c
                 soc += c * d.charge_efficiency * hours

@@ -177,8 +177,11 @@ def test_postgres_going_away_serves_the_last_plan_stale_and_recovers(
         assert body["plan"] == fresh["plan"]
         r = client.get("/customers/a/setpoint", headers=auth("a"))
         assert (r.status_code, r.json()["stale"]) == (200, True)
+        r = client.get("/customers/a/tariff", params={"format": "evcc"}, headers=auth("a"))
+        assert r.status_code == 200  # the curve of the plan held in memory
+        assert r.json()[0]["start"].endswith("Z")
 
-        for path in ("/customers/b/plan", "/customers/a/device-state"):
+        for path in ("/customers/b/plan", "/customers/a/device-state", "/customers/b/tariff"):
             r = client.get(path, headers=auth(path.split("/")[2]))
             assert r.status_code == 503, path
             assert r.headers["content-type"] == "application/json"

@@ -66,7 +66,7 @@ def test_health_is_open_and_holds_no_customer_data(client: httpx.Client) -> None
 
 @pytest.mark.parametrize(
     "path", ["/customers/a/plan", "/customers/a/setpoint", "/customers/a/status",
-             "/customers/a/device-state"],
+             "/customers/a/device-state", "/customers/a/tariff?format=evcc"],
 )  # fmt: skip
 def test_every_customer_route_refuses_a_request_without_a_key(
     client: httpx.Client, path: str
@@ -81,7 +81,7 @@ def test_every_customer_route_refuses_a_request_without_a_key(
 
 @pytest.mark.parametrize(
     "path", ["/customers/b/plan", "/customers/b/setpoint", "/customers/b/status",
-             "/customers/b/device-state", "/customers/nobody/plan"],
+             "/customers/b/device-state", "/customers/b/tariff", "/customers/nobody/plan"],
 )  # fmt: skip
 def test_a_customers_key_cannot_read_another_customer(client: httpx.Client, path: str) -> None:
     r = client.get(path, headers=_auth(KEY_A))
@@ -232,3 +232,25 @@ def test_keys_may_be_configured_as_digests(planner: Planner) -> None:
     with _serve(create_app(planner, auth=BearerKeys(a=digest))) as c:
         assert c.get("/customers/a/plan", headers=_auth(KEY_A)).status_code == 200
         assert c.get("/customers/b/plan", headers=_auth(KEY_A)).status_code == 403
+
+
+def test_the_planner_serves_optimize_to_any_customers_key(planner: Planner) -> None:
+    import wattplan
+    from tests.readme import ROOT
+
+    scenario = wattplan.load_scenario(ROOT / "scenarios" / "ev-overnight.yaml")
+    body = json.loads(json.dumps(scenario.model_dump(mode="json", exclude_none=True)))
+    with _serve(create_app(planner, auth=BearerKeys({"a": KEY_A, "b": KEY_B}))) as c:
+        r = c.post("/optimize", json=body, headers=_auth(KEY_B))
+        assert r.status_code == 200
+        assert r.json()["status"] == "optimal"
+        assert c.post("/optimize", json=body).status_code == 401
+        wrong = c.post("/optimize", json=body, headers=_auth("not-a-valid-key-at-all"))
+        assert wrong.status_code == 403
+
+    async def hook(request: Request, customer_id: str) -> bool:
+        return True
+
+    # a vendor's hook decides per customer; /optimize has none, so it stays closed
+    with _serve(create_app(planner, auth=hook)) as c:
+        assert c.post("/optimize", json=body, headers=_auth(KEY_A)).status_code == 403

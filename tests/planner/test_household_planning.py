@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -26,8 +27,8 @@ from wattplan.planner._runtime import customers_from_config
 from wattplan.planner._usage import executed_device_kwh
 from wattplan.planner.api import BearerKeys, create_app
 from wattplan.planner.config import load_config
-from wattplan.sandbox import RunningSandbox
-from wattplan.sandbox._data import day_usage_kwh, eighth_working_day
+from wattplan.sandbox import RunningSandbox, SandboxConfig
+from wattplan.sandbox._data import day_usage_kwh, eighth_working_day, meter_day_usage_kwh
 
 from .conftest import BERLIN
 from .test_integration import World, _connect, _world
@@ -35,7 +36,16 @@ from .test_integration import World, _connect, _world
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "scenarios" / "households" / "customer-42.yaml"
 ERROR_LOG = "base-load forecast error on"
-DEMO_KWH = 4000.0  # the demo subscription's estimated usage: the sandbox meters H25 at it
+# the demo customer's subscription: a real household's meter, or H25 at its estimated usage
+DEMO_SUBSCRIPTION = SandboxConfig().customers[0].subscriptions[0]
+
+
+def _served(day: date, *, final: bool, source: str) -> pd.Series:
+    """What the sandbox serves for the demo subscription on a local day (kWh per 15 min)."""
+    if source == "meters":
+        assert DEMO_SUBSCRIPTION.household is not None
+        return meter_day_usage_kwh(DEMO_SUBSCRIPTION.household, day, final=final)
+    return day_usage_kwh(day, annual_kwh=DEMO_SUBSCRIPTION.estimated_usage_kwh)
 
 
 def _config(tmp_path: Path) -> Path:
@@ -66,11 +76,12 @@ def _slots(day: date) -> int:
 
 @pytest.fixture
 def make_world(
-    sandbox: RunningSandbox, db_url: str, table_prefix: str, tmp_path: Path
+    sandbox_factory: Any, db_url: str, table_prefix: str, tmp_path: Path
 ) -> Iterator[object]:
     worlds: list[World] = []
 
-    def make(start: datetime) -> World:
+    def make(start: datetime, usage_source: str = "meters") -> World:
+        sandbox: RunningSandbox = sandbox_factory(SandboxConfig(usage_source=usage_source))
         sandbox.clock.set(start)
         config = load_config(_config(tmp_path))
         assert config.customers[0].factory is None
@@ -170,9 +181,11 @@ def test_fourteen_days_over_the_spring_dst_switch(
     assert _slots(date(2026, 3, 29)) == 92
     # the metered history: what the sandbox served, minus the devices of the executed plans
     history = store.usage_history(CID)
+    # March's values are preliminary until April's eighth working day
     served = pd.concat(
-        [day_usage_kwh(first + timedelta(days=i), annual_kwh=DEMO_KWH) for i in range(13)]
+        [_served(first + timedelta(days=i), final=False, source="meters") for i in range(13)]
     )
+    assert (history.loc[served.index, "kwh"] - served).abs().max() < 1e-3
     assert set(served.index) <= set(history.index)
     plans = store.plans_since(CID, _midnight(first) - timedelta(days=1))
     drawn = 0.0
@@ -294,15 +307,19 @@ def test_a_usage_outage_plans_on_the_last_forecast_and_recovers(
     assert len(history) == 4 * 96
 
 
+@pytest.mark.parametrize(
+    ("source", "factor"),
+    [("meters", 1.0), ("h25", 0.9)],  # a real meter's substituted hours; H25 read low
+)
 def test_a_final_value_corrects_the_stored_history_and_nothing_else(
-    make_world: object, caplog: pytest.LogCaptureFixture
+    make_world: object, caplog: pytest.LogCaptureFixture, source: str, factor: float
 ) -> None:
     # January's values turn final on the eighth working day of February
     final_day = eighth_working_day(2026, 2)
     first = final_day - timedelta(days=2)
-    world = make_world(_local(first, 9))  # type: ignore[operator]
+    world = make_world(_local(first, 9), source)  # type: ignore[operator]
     store, sandbox = world.store, world.sandbox
-    sandbox.state.faults.usage_preliminary_factor = 0.9  # preliminary reads come in low
+    sandbox.state.faults.usage_preliminary_factor = factor
     for i in range(2):
         _day(world, first + timedelta(days=i), caplog)
     sandbox.clock.set(_local(final_day, 14, 30))  # the day's plan, before its usage pass
@@ -322,15 +339,15 @@ def test_a_final_value_corrects_the_stored_history_and_nothing_else(
     old = after.loc[before.index]
     # January: the final values (as metered) replace the preliminary ones
     jan = before.index[january]
-    served = pd.concat(
-        [
-            day_usage_kwh(d.date(), annual_kwh=DEMO_KWH)
-            for d in pd.date_range("2026-01-01", "2026-01-31")
-        ]
-    )
+    days = [d.date() for d in pd.date_range("2026-01-01", "2026-01-31")]
+    final = pd.concat([_served(d, final=True, source=source) for d in days]).reindex(jan)
+    prelim = pd.concat([_served(d, final=False, source=source) for d in days]).reindex(jan)
+    prelim = (prelim * factor).round(4)
+    assert (before.loc[jan, "kwh"] - prelim).abs().max() < 1e-3  # as served before
     assert (old.loc[jan, "type"] == "final").all()
-    assert (old.loc[jan, "kwh"] - served.reindex(jan)).abs().max() < 1e-3
-    assert (old.loc[jan, "kwh"] - before.loc[jan, "kwh"]).abs().min() > 0
+    assert (old.loc[jan, "kwh"] - final).abs().max() < 1e-3
+    changed = int(((final.round(4) - prelim).abs() > 1e-9).sum())
+    assert changed > 0  # the correction is real
     # February's values stay preliminary and unchanged, and nothing else moved
     feb = before.index[~january]
     pd.testing.assert_frame_equal(old.loc[feb], before.loc[feb])
@@ -342,7 +359,7 @@ def test_a_final_value_corrects_the_stored_history_and_nothing_else(
     now_status = world.planner.customer_status(CID)
     assert now_status is not None and status is not None
     assert now_status["health"] == status["health"] == "ok"
-    assert any(f"{len(jan)} corrected" in r.getMessage() for r in caplog.records)
+    assert any(f"{changed} corrected" in r.getMessage() for r in caplog.records)
 
 
 def test_controlled_energy_on_the_25_hour_day_follows_the_plan_in_force() -> None:

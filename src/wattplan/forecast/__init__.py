@@ -6,7 +6,8 @@ is given; :func:`day_ahead_base_load` rolls day by day as the planner does, fore
 each day D from the usage before local midnight of D−1. :func:`read_usage_csv` reads and
 checks the CSV that ``wattplan forecast base-load`` takes. :func:`forecast_pv` models PV
 from the site and a weather forecast with pvlib, corrected by :func:`fit_pv_correction`
-from the site's metered PV.
+from the site's metered PV; the weather is a DataFrame or an injected
+:class:`wattplan.weather.WeatherSource` (which does its own I/O, if any).
 """
 
 from __future__ import annotations

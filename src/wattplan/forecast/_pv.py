@@ -19,13 +19,17 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wattplan.exceptions import ForecastInputError
+
+if TYPE_CHECKING:
+    from wattplan.weather import WeatherSource
 
 __all__ = [
     "DEFAULT_BAND",
@@ -281,8 +285,10 @@ def _resample(kw: pd.Series, step: int, resolution: int) -> pd.Series:
 
 def forecast_pv(
     site: PVSite | dict[str, Any],
-    weather: pd.DataFrame,
+    weather: pd.DataFrame | WeatherSource,
     *,
+    start: datetime | pd.Timestamp | str | None = None,
+    end: datetime | pd.Timestamp | str | None = None,
     correction: PVCorrection | None = None,
     resolution_minutes: int | None = None,
 ) -> PVForecast:
@@ -297,9 +303,20 @@ def forecast_pv(
     resamples the output (finer: the weather's slot means repeat; coarser: means).
     ``correction`` from :func:`fit_pv_correction` applies a site's learned factors and
     its measured spread; without it P10 and P90 are ``DEFAULT_BAND`` times P50.
+
+    ``weather`` may also be a :class:`wattplan.weather.WeatherSource` (Open-Meteo, the
+    shipped typical year, one falling back to the other): it is asked for the window
+    ``[start, end)``, which is then required. With ``start`` and ``end`` the result covers
+    exactly that window.
     """
     checked = _site(site)
-    frame, step = _weather(weather)
+    table: Any = weather
+    if not isinstance(weather, pd.DataFrame) and hasattr(weather, "get_weather"):
+        if start is None or end is None:
+            missing = "start" if start is None else "end"
+            raise ForecastInputError(missing, "required when the weather is a WeatherSource")
+        table = weather.get_weather(start=start, end=end)
+    frame, step = _weather(table)
     resolution = step if resolution_minutes is None else resolution_minutes
     if not isinstance(resolution, int) or resolution <= 0 or 1440 % resolution:
         raise ForecastInputError(
@@ -320,7 +337,26 @@ def forecast_pv(
     kw.index.name = "start"
     out_modelled = _resample(modelled, fine, resolution).rename("kw")
     out_modelled.index.name = "start"
+    if start is not None or end is not None:
+        inside = _inside(pd.DatetimeIndex(kw.index), start, end)
+        kw, out_modelled = kw[inside], out_modelled[inside]
     return PVForecast(kw, out_modelled, resolution, correction)
+
+
+def _inside(
+    index: pd.DatetimeIndex,
+    start: datetime | pd.Timestamp | str | None,
+    end: datetime | pd.Timestamp | str | None,
+) -> np.ndarray:
+    keep = np.ones(len(index), dtype=bool)
+    for key, bound in (("start", start), ("end", end)):
+        if bound is None:
+            continue
+        ts = pd.Timestamp(bound)
+        if ts.tzinfo is None:
+            raise ForecastInputError(key, "naive time: give a time zone (UTC offset)")
+        keep &= (index >= ts) if key == "start" else (index < ts)
+    return keep
 
 
 def fit_pv_correction(

@@ -3,13 +3,14 @@
 ``Planner.run_once(now)`` is plain code (clock, price source, optimizer, store and sinks
 injected); ``PlannerScheduler`` (the only user of APScheduler) calls it at poll times, at
 slot boundaries and after device-state changes; ``create_app`` serves plans and takes device
-state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out.
+state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out, and
+``HomeAssistantBridge`` makes each customer a Home Assistant device over MQTT.
 ``HouseholdPlanning`` plans a customer from a household profile on forecasts that the
 planner refreshes daily from the customer's own usage (``UsageSettings``).
 
-``PlannerScheduler``, ``create_app``, ``NomosPriceSource``, ``demo_household`` and the config
-models are imported on first use (APScheduler, Starlette and the optimizer stay unloaded
-until then).
+``PlannerScheduler``, ``create_app``, ``HomeAssistantBridge``, ``NomosPriceSource``,
+``demo_household`` and the config models are imported on first use (APScheduler, Starlette
+and the optimizer stay unloaded until then).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _LAZY = {
     "PollTrigger": "wattplan.planner.scheduler",
     "SlotTrigger": "wattplan.planner.scheduler",
     "BearerKeys": "wattplan.planner.api",
+    "HomeAssistantBridge": "wattplan.planner.homeassistant",
     "create_app": "wattplan.planner.api",
 }
 
@@ -74,6 +76,7 @@ __all__ = [
     "Deadband",
     "DeviceState",
     "EventTopic",
+    "HomeAssistantBridge",
     "HouseholdPlanning",
     "MqttSink",
     "NomosPriceSource",

@@ -4,14 +4,17 @@ The demo, the benchmarks and vendors trying the planner need a household that ca
 planned on a rolling horizon: a scenario file carries its load, PV and weather for its
 own dates only. :func:`demo_household` builds the full household of DESIGN §3 (EV,
 heat pump, battery, 8 kWp PV, dishwasher) for any window in 2025–2026 from
-:mod:`wattplan.datasets` (BDEW H25 load, Potsdam typical-year weather and PV).
+:mod:`wattplan.datasets` (BDEW H25 load) and a :class:`wattplan.weather.WeatherSource`
+(default: the shipped Potsdam typical year) for the heat pump's outdoor temperature (its
+COP follows from it) and the PV forecast (pvlib, south-facing at 35°).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -19,10 +22,17 @@ import pandas as pd
 from wattplan import datasets
 from wattplan.exceptions import ScenarioError
 from wattplan.planner._timing import require_aware
+from wattplan.weather import TypicalYearWeather
+
+if TYPE_CHECKING:
+    from wattplan.weather import WeatherSource
 
 __all__ = ["demo_household"]
 
 BERLIN = ZoneInfo("Europe/Berlin")
+#: where the demo household's roof is: Potsdam, as the typical-year weather
+DEMO_LATITUDE, DEMO_LONGITUDE = 52.39, 13.06
+_TYPICAL_YEAR = TypicalYearWeather()
 
 
 def _series(series: pd.Series) -> dict[str, Any]:
@@ -65,8 +75,14 @@ def demo_household(
     battery_soc_kwh: float = 5.0,
     indoor_c: float = 21.0,
     dishwasher: bool = True,
+    weather: WeatherSource | None = None,
 ) -> Any:
     """The full household for ``[start, end)`` at 15 minutes (a ``wattplan.Scenario``).
+
+    ``weather`` gives the outdoor temperature (hence the heat pump's COP) and the weather
+    the PV forecast is modelled on; default: the shipped typical year, offline. Pass
+    ``FallbackWeather(OpenMeteoWeather(latitude=..., longitude=...))`` to plan on a real
+    forecast (a window at most 16 days ahead).
 
     The car is plugged in at 18:00 and leaves at 07:00 every day needing
     ``ev_energy_kwh``; the dishwasher runs once, between 20:00 and 07:00 of the first
@@ -83,6 +99,7 @@ def demo_household(
         battery_soc_kwh,
         indoor_c,
         dishwasher,
+        cast("Hashable", _TYPICAL_YEAR if weather is None else weather),
     )
 
 
@@ -96,12 +113,24 @@ def _household(
     battery_soc_kwh: float,
     indoor_c: float,
     dishwasher: bool,
+    source: Any,
 ) -> Any:
+    from wattplan.forecast import forecast_pv
     from wattplan.optimizer import scenario_from_dict
 
     lo, hi = start, end
-    hours_lo = pd.Timestamp(lo).floor("h")
-    weather = datasets.read_weather(hours_lo, pd.Timestamp(hi).ceil("h"))
+    weather = source.get_weather(start=lo, end=hi)
+    site = {
+        "latitude": DEMO_LATITUDE,
+        "longitude": DEMO_LONGITUDE,
+        "kwp": pv_kwp,
+        "tilt_deg": 35.0,
+        "azimuth_deg": 180.0,
+    }
+    if pv_kwp > 0:
+        pv = forecast_pv(site, weather, start=lo, end=hi, resolution_minutes=15).kw["kw_p50"]
+    else:
+        pv = pd.Series(0.0, index=_load(lo, hi, annual_kwh).index)
     first_day = lo.astimezone(BERLIN).date() - timedelta(days=1)
     last_day = hi.astimezone(BERLIN).date()
     sessions = []
@@ -179,7 +208,7 @@ def _household(
                 "grid_import_limit_kw": 24,
                 "grid_export_limit_kw": 10,
                 "base_load": _series(_load(lo, hi, annual_kwh)),
-                "pv": _series(weather["pv_south35_kw_per_kwp"] * pv_kwp),
+                "pv": _series(pv),
             },
             "devices": devices,
         }

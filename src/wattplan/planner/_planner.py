@@ -48,6 +48,7 @@ from wattplan.planner._state import (
     significant_change,
     validate_device_state,
 )
+from wattplan.planner._tariff import tariff_slots
 from wattplan.planner._timing import floor_to_slot, require_aware
 from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
 from wattplan.planner._usage import UsageSettings, UsageSource, refresh_usage, usage_due
@@ -450,6 +451,46 @@ class Planner:
             raise PlannerError(f"no plan yet for customer {customer_id}")
         status = live.effective(stored)
         return plan_envelope(latest, status.as_dict(moment) if status else {}, moment)
+
+    def tariff(self, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """The customer's all-in prices from the running slot on, contiguous, in UTC.
+
+        The curve is the one the latest plan was made on (the newest prices fetched); while
+        the store cannot be read, that of the latest plan this process holds. Returns
+        ``customer_id``, ``plan_id``, ``resolution_minutes`` (of the first slot) and
+        ``slots`` (see :func:`wattplan.planner._tariff.tariff_slots`). Raises
+        :class:`~wattplan.exceptions.PlannerError` before a first plan.
+        """
+        customer = self.customer(customer_id)
+        moment = require_aware(now if now is not None else self.clock.now())
+        live = self._live[customer_id]
+        try:
+            latest = self.store.latest_plan(customer_id)
+        except StoreError:
+            if live.plan is None:
+                raise
+            latest = live.plan
+        live.remember_plan(latest)
+        if latest is None:
+            raise PlannerError(f"no prices yet for customer {customer_id}")
+        slots = tariff_slots(
+            latest.prices,
+            now=moment,
+            default_slot=_resolution(customer.scenario),
+            timezone=str(_timezone(customer.scenario)),
+        )
+        minutes = None
+        if slots:
+            first = slots[0]
+            span = datetime.fromisoformat(first["end"]) - datetime.fromisoformat(first["start"])
+            minutes = int(span.total_seconds() // 60)
+        return {
+            "customer_id": customer_id,
+            "plan_id": latest.id,
+            "currency": "EUR",
+            "resolution_minutes": minutes,
+            "slots": slots,
+        }
 
     def customer_status(
         self, customer_id: str, *, now: datetime | None = None

@@ -138,7 +138,10 @@ def build_runtime(
         closers.append(source.close)
         price_source = source
     sinks: list[Callable[[PlanEvent], None]] = []
+    mqtt: MqttSink | None = None
+    homeassistant = config.mqtt is not None and config.mqtt.homeassistant.enabled
     if config.mqtt is not None:
+        prefix = config.mqtt.topic_prefix.rstrip("/")
         mqtt = MqttSink(
             host=config.mqtt.host,
             port=config.mqtt.port,
@@ -146,6 +149,7 @@ def build_runtime(
             username=config.mqtt.username,
             password=config.mqtt.password(),
             tls=config.mqtt.tls,
+            availability_topic=f"{prefix}/availability" if homeassistant else None,
         )
         closers.append(mqtt.close)
         sinks.append(mqtt)
@@ -174,6 +178,19 @@ def build_runtime(
     )
     closers.append(lambda: scheduler.shutdown(wait=True))
     closers.append(planner.stop)  # runs first: a long pass ends after its current customer
+    if mqtt is not None and config.mqtt is not None and homeassistant:
+        from wattplan.planner.homeassistant import HomeAssistantBridge
+
+        ha = config.mqtt.homeassistant
+        bridge = HomeAssistantBridge(
+            mqtt,
+            discovery_prefix=ha.discovery_prefix,
+            cheap_window_hours=ha.cheap_window_hours,
+            commands=ha.commands,
+            max_command_bytes=config.http.max_body_bytes if config.http else 16 * 1024,
+        )
+        closers.append(bridge.close)  # before the sink closes (closers run in reverse)
+        bridge.start(planner)
     app = None
     if config.http is not None:
         keys = BearerKeys()

@@ -126,6 +126,9 @@ class HouseholdPlanning:
         the profile's ``site.annual_kwh``, else :data:`DEFAULT_ANNUAL_KWH`.
     source:
         The profile's path (for messages).
+    weather:
+        A ``wattplan.weather.WeatherSource`` for the PV forecast; default the shipped
+        typical year (offline, never fails).
     """
 
     def __init__(
@@ -136,7 +139,13 @@ class HouseholdPlanning:
         store: PlanStore,
         annual_kwh: float | None = None,
         source: Path | None = None,
+        weather: Any = None,
     ) -> None:
+        if weather is None:
+            from wattplan.weather import TypicalYearWeather
+
+            weather = TypicalYearWeather()
+        self.weather = weather
         self.household = household
         self.customer_id = customer_id
         self.store = store
@@ -229,26 +238,14 @@ class HouseholdPlanning:
         )
 
     def pv_kw(self, slots: pd.DatetimeIndex) -> pd.Series | None:
-        """P50 PV power (mean kW) from the profile's PV and the typical-year weather."""
-        pv = self.household.site.pv
-        if pv is None:
+        """P50 PV power (mean kW) of the profile's PV from the weather source (default:
+        the shipped typical year)."""
+        if self.household.site.pv is None:
             return None
-        from wattplan import datasets
-        from wattplan.forecast import PVSite, forecast_pv
+        from wattplan.household import household_pv_kw
 
-        site = PVSite(
-            latitude=pv.latitude,
-            longitude=pv.longitude,
-            kwp=pv.kwp,
-            tilt_deg=pv.tilt_deg,
-            azimuth_deg=pv.azimuth_deg,
-            losses=pv.losses,
-            inverter_kw=pv.inverter_kw,
-        )
-        lo = slots[0].floor("h")
-        hi = (slots[-1] + pd.Timedelta(minutes=15)).ceil("h")
-        weather = datasets.read_weather(lo, hi)
-        kw = forecast_pv(site, weather, resolution_minutes=15).kw["kw_p50"]
+        lo, hi = slots[0], slots[-1] + pd.Timedelta(minutes=15)
+        kw = household_pv_kw(self.household, self.weather, lo, hi, resolution_minutes=15)
         kw.index = pd.DatetimeIndex(kw.index).tz_convert("UTC")
         return kw.reindex(slots).fillna(0.0).clip(lower=0.0)
 

@@ -15,13 +15,19 @@ this process has one); a device-state write that keeps losing to concurrent writ
 Routes
 ------
 ``GET  /health``                         liveness and counts (open, no customer data)
+``GET  /openapi.json``, ``GET /docs``     the OpenAPI 3.1 document and a plain page (open)
 ``GET  /customers/{id}/plan``            the latest plan (DESIGN §4 JSON in ``plan``), with
                                          ``stale`` and ``age_seconds``
 ``GET  /customers/{id}/setpoint[?at=]``  the schedule row for now (or ``at``, ISO 8601)
 ``GET  /customers/{id}/status``          health of this customer
+``GET  /customers/{id}/tariff[?format=]``  all-in prices from now on, contiguous, UTC:
+                                         ``format=json`` (default) or ``format=evcc``
+                                         (evcc's custom-tariff forecast rows)
 ``GET  /customers/{id}/device-state``    the stored device state
 ``POST /customers/{id}/device-state``    merge ``{"devices": {name: {field: value}}}``
 ``PUT  /customers/{id}/device-state``    replace the whole state with the body
+``POST /optimize``                       a scenario in, its plan out, nothing stored
+                                         (:mod:`wattplan.optimize_api`)
 
 A device's state may carry grid signals (§14a EnWG): ``"dimming": [{"start": ISO 8601,
 "end": ISO 8601, "max_kw": 4.2}]`` caps its grid draw while valid; the list replaces the
@@ -33,23 +39,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from wattplan._api import BadBodyError, bearer_token, parse_json_body, read_body
+from wattplan._api import error_response as _error
+from wattplan._openapi import docs_page, openapi_document
 from wattplan.exceptions import AccessError, ConflictError, PlannerError, ScenarioError, StoreError
+from wattplan.optimize_api import OptimizeLimits, RequestAuth, optimize_route
 from wattplan.planner._planner import Planner
+from wattplan.planner._tariff import evcc_forecast
 from wattplan.planner.store import dumps
 
 __all__ = ["AuthHook", "BearerKeys", "create_app"]
@@ -58,9 +66,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 BODY_TIMEOUT_S = 10.0
-MAX_JSON_DEPTH = 32
-MAX_NUMBER_CHARS = 64  # digits, sign, point and exponent of one JSON number
 MAX_AT_DISTANCE = timedelta(days=366)  # ``setpoint?at=`` further away is a typo, not a plan
+TARIFF_FORMATS = ("json", "evcc")
+# the docs page is plain HTML with inline style: nothing else may load or run
+DOCS_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
 AuthHook = Callable[[Request, str], "bool | Awaitable[bool]"]
 """``hook(request, customer_id) -> bool``: may this request act on this customer?"""
@@ -96,105 +105,31 @@ class BearerKeys:
             raise PlannerError(f"api_key_sha256 of customer {customer_id} is not a SHA-256")
         self._digests[customer_id] = digest
 
+    def any_customer(self, request: Request) -> bool:
+        """Does the request carry the key of some customer (for routes without one)?"""
+        token = bearer_token(request)
+        if token is None:
+            return False
+        digest = hashlib.sha256(token.encode()).digest()
+        found = False
+        for expected in self._digests.values():  # no early exit: the time says nothing
+            found |= hmac.compare_digest(digest, expected)
+        return found
+
     def __call__(self, request: Request, customer_id: str) -> bool:
-        token = _bearer(request)
+        token = bearer_token(request)
         expected = self._digests.get(customer_id)
         if token is None or expected is None:
             return False
         return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), expected)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="wattplan"'} if status == 401 else None
-    return JSONResponse({"error": error, "message": message, **extra}, status, headers=headers)
+def _nobody(_request: Request) -> bool:
+    return False
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(dumps(data), status, media_type="application/json")
-
-
-class _BadBodyError(Exception):
-    def __init__(self, status: int, error: str, key: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error, self.key, self.message = status, error, key, message
-
-
-class _LongNumber(str):
-    """A JSON number too long to convert (Python refuses ints of over 4,300 digits)."""
-
-
-def _long_number_path(value: Any, path: str) -> str | None:
-    if isinstance(value, _LongNumber):
-        return path or "body"
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _long_number_path(item, f"{path}.{key}" if path else str(key))
-        if found is not None:
-            return found
-    return None
-
-
-_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKETS = re.compile(r"[\[\]{}]")
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """Decode a request body: UTF-8 JSON, nested at most 32 deep, numbers of sane length.
-
-    The standard parser recurses once per level (8,000 levels: RecursionError) and turns
-    a 5,000-digit integer into a ValueError; both are refused first, with the key named.
-    """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadBodyError(
-            400, "malformed_json", "body", "the body is not valid JSON: not UTF-8"
-        ) from None
-    depth = deepest = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    if deepest > MAX_JSON_DEPTH:
-        raise _BadBodyError(
-            400, "malformed_json", "body", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
-        )
-
-    def number(kind: type[int] | type[float]) -> Callable[[str], Any]:
-        return lambda s: _LongNumber(s) if len(s) > MAX_NUMBER_CHARS else kind(s)
-
-    def constant(name: str) -> Any:
-        raise _BadBodyError(400, "malformed_json", "body", f"the body is not valid JSON: {name}")
-
-    try:
-        value = json.loads(
-            text, parse_int=number(int), parse_float=number(float), parse_constant=constant
-        )
-    except json.JSONDecodeError as exc:
-        raise _BadBodyError(
-            400, "malformed_json", "body", f"the body is not valid JSON: {exc.msg}"
-        ) from None
-    path = _long_number_path(value, "")
-    if path is not None:
-        raise _BadBodyError(
-            422,
-            "invalid_device_state",
-            path,
-            f"{path}: a number of more than {MAX_NUMBER_CHARS} characters",
-        )
-    return value
 
 
 def _parse_at(raw: str, now: datetime) -> datetime:
@@ -247,10 +182,15 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout_s: float = BODY_TIMEOUT_S,
     extra_health: Callable[[], Mapping[str, Any]] | None = None,
+    optimize_auth: RequestAuth | None = None,
+    optimize_limits: OptimizeLimits | None = None,
 ) -> Starlette:
     """The ASGI app. ``auth`` defaults to refusing everything: pass ``BearerKeys`` or a hook.
 
     ``body_timeout_s`` bounds the time a client may take to send a request body.
+    ``POST /optimize`` (:mod:`wattplan.optimize_api`) is mounted too: ``optimize_auth``
+    decides who may use it; by default any customer's key when ``auth`` is ``BearerKeys``,
+    nobody otherwise.
     """
     hook: AuthHook = auth if auth is not None else (lambda _req, _cid: False)
 
@@ -316,6 +256,28 @@ def create_app(
             return _error(404, "not_found", "no such customer")
         return _json(status)
 
+    async def get_tariff(request: Request) -> Response:
+        customer_id, refused = await authorize(request)
+        if refused is not None:
+            return refused
+        fmt = request.query_params.get("format", "json")
+        if fmt not in TARIFF_FORMATS:
+            return _error(
+                400,
+                "invalid_query",
+                f"format: must be one of {', '.join(TARIFF_FORMATS)}",
+                key="format",
+            )
+        try:
+            body = await run_in_threadpool(planner.tariff, customer_id)
+        except StoreError:
+            raise
+        except PlannerError as exc:
+            return _error(404, "no_prices", str(exc))
+        if fmt == "evcc":
+            return _json(evcc_forecast(body["slots"]))
+        return _json(body)
+
     async def device_state(request: Request) -> Response:
         customer_id, refused = await authorize(request)
         if refused is not None:
@@ -325,42 +287,17 @@ def create_app(
             return _json(
                 {"customer_id": customer_id, "version": state.version, "devices": state.devices}
             )
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return _error(415, "unsupported_media_type", "the body must be application/json")
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > max_body_bytes
-            except ValueError:
-                return _error(400, "invalid_header", "content-length is not a number")
-            if too_big:
-                return _error(413, "body_too_large", f"the body exceeds {max_body_bytes} bytes")
-        raw = bytearray()
-        # uvicorn bounds neither the time to send a body nor notices one that is shorter
-        # than its Content-Length; this is the only route that reads a body, so the
-        # deadline sits here rather than in a middleware for every route.
+        raw = await read_body(
+            request,
+            max_body_bytes=max_body_bytes,
+            body_timeout_s=body_timeout_s,
+            what=f"device-state of {customer_id}",
+        )
+        if isinstance(raw, Response):
+            return raw
         try:
-            with anyio.fail_after(body_timeout_s):
-                async for chunk in request.stream():
-                    raw.extend(chunk)
-                    if len(raw) > max_body_bytes:
-                        return _error(
-                            413, "body_too_large", f"the body exceeds {max_body_bytes} bytes"
-                        )
-        except TimeoutError:
-            logger.info("device-state body of %s late (over %g s)", customer_id, body_timeout_s)
-            response = _error(
-                408, "request_timeout", f"the body did not arrive within {body_timeout_s:g} s"
-            )
-            response.headers["Connection"] = "close"
-            return response
-        except ClientDisconnect:
-            logger.info("device-state request of %s: client disconnected mid-body", customer_id)
-            return Response(status_code=400)
-        try:
-            body = parse_json_body(bytes(raw))
-        except _BadBodyError as exc:
+            body = parse_json_body(raw, invalid_error="invalid_device_state")
+        except BadBodyError as exc:
             return _error(exc.status, exc.error, exc.message, key=exc.key)
         replace = request.method == "PUT"
         try:
@@ -380,18 +317,32 @@ def create_app(
             }
         )
 
+    if optimize_auth is None:
+        optimize_auth = auth.any_customer if isinstance(auth, BearerKeys) else _nobody
+    document = openapi_document(planner=True, optimize=True)
+
+    async def get_openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def get_docs(_request: Request) -> Response:
+        return HTMLResponse(docs_page(document), headers=DOCS_HEADERS)
+
     routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+        Route("/docs", get_docs, methods=["GET"]),
         Route("/customers/{customer_id}/plan", get_plan, methods=["GET"]),
         Route("/customers/{customer_id}/setpoint", get_setpoint, methods=["GET"]),
         Route("/customers/{customer_id}/status", get_status, methods=["GET"]),
+        Route("/customers/{customer_id}/tariff", get_tariff, methods=["GET"]),
         Route(
             "/customers/{customer_id}/device-state",
             device_state,
             methods=["GET", "POST", "PUT"],
         ),
+        optimize_route(optimize_auth, optimize_limits),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             StoreError: _store_unavailable,
@@ -399,3 +350,5 @@ def create_app(
             Exception: _internal,
         },
     )
+    app.state.openapi = document
+    return app

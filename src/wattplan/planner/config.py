@@ -13,7 +13,8 @@ settings. Paths are relative to the config file. Example::
     http: {host: 127.0.0.1, port: 8080, header_timeout_s: 10, body_timeout_s: 10,
            keep_alive_s: 5, max_connections: 200}
     stability: {enabled: true, ct_per_kwh: 0.5, hours: 6}   # re-plans keep to the last plan
-    mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
+    mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan,
+           homeassistant: {enabled: true, discovery_prefix: homeassistant}}
     webhooks:
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
     customers:
@@ -52,6 +53,7 @@ from wattplan.planner._timing import PollSchedule
 
 __all__ = [
     "CustomerConfig",
+    "HomeAssistantConfig",
     "HttpConfig",
     "MqttConfig",
     "NomosConfig",
@@ -182,13 +184,31 @@ class HttpConfig(_Model):
     )
 
 
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery (off by default; see ``wattplan.planner.homeassistant``)."""
+
+    enabled: bool = False
+    discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's discovery prefix (its MQTT integration setting)",
+    )
+    cheap_window_hours: float = Field(
+        2.0, gt=0, le=24, description="length of the 'next cheap window' entity, h"
+    )
+    commands: bool = Field(
+        True, description="accept device state on <prefix>/<customer>/device-state/set"
+    )
+
+
 class MqttConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(1883, gt=0, le=65535)
-    topic_prefix: str = "wattplan"
+    topic_prefix: str = Field("wattplan", pattern=r"^[^+#\x00]+$")
     username: str | None = None
     password_env: str | None = None
     tls: bool = False
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
     def password(self) -> str | None:
         return _env(self.password_env, "mqtt.password_env")

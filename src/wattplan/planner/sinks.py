@@ -17,6 +17,12 @@ MQTT topics (``<prefix>`` defaults to ``wattplan``; all retained, QoS 1)
 ``<prefix>/<customer>/plan``      the latest plan (the JSON of ``GET /customers/{id}/plan``)
 ``<prefix>/<customer>/setpoint``  the slot that runs now (one schedule row), every slot
 ``<prefix>/<customer>/status``    health: ok, error (stale plan kept), reauthorization_required
+``<prefix>/availability``         ``online`` / ``offline`` when the sink is given an
+                                  ``availability_topic`` (the broker sends ``offline`` as
+                                  the last will when the process dies)
+
+Home Assistant discovery and inbound device state sit on top of this sink
+(:mod:`wattplan.planner.homeassistant`).
 """
 
 from __future__ import annotations
@@ -254,6 +260,12 @@ class MqttSink:
     Topics are documented in the module docstring. Broker credentials and TLS are the
     vendor's (the broker's ACLs keep one customer's topics from another's); the password
     never appears in a repr or log line.
+
+    With ``availability_topic`` the connection carries a last will (``offline``, retained)
+    and every (re)connection publishes ``online``; ``close()`` publishes ``offline``.
+    ``subscribe(topic_filter, handler)`` delivers incoming messages to
+    ``handler(topic, payload)`` on paho's network thread (hand work off: a handler must
+    not wait for a publish) and survives reconnections.
     """
 
     name = "mqtt"
@@ -271,6 +283,7 @@ class MqttSink:
         qos: int = 1,
         connect_timeout_s: float = 10.0,
         publish_timeout_s: float = 10.0,
+        availability_topic: str | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -279,6 +292,11 @@ class MqttSink:
         self._host, self._port, self._qos = host, port, qos
         self._connected = threading.Event()
         self._publish_timeout_s = publish_timeout_s
+        self.availability_topic = availability_topic
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
+        self._handlers_lock = threading.Lock()
+        self._acked = threading.Condition()
+        self._acked_mids: set[int] = set()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"wattplan-{uuid.uuid4().hex[:12]}",
@@ -287,8 +305,11 @@ class MqttSink:
             client.username_pw_set(username, password)
         if tls:
             client.tls_set()
+        if availability_topic is not None:
+            client.will_set(availability_topic, "offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         self._client = client
         try:
@@ -306,11 +327,27 @@ class MqttSink:
     def __repr__(self) -> str:
         return f"MqttSink(host={self._host!r}, port={self._port}, prefix={self._prefix!r})"
 
+    @property
+    def topic_prefix(self) -> str:
+        return self._prefix
+
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if not getattr(reason, "is_failure", False):
-            self._connected.set()
-        else:
+        if getattr(reason, "is_failure", False):
             logger.warning("MQTT connection refused: %s", reason)
+            return
+        # on paho's network thread: queue, never wait
+        if self.availability_topic is not None:
+            self._client.publish(self.availability_topic, "online", qos=1, retain=True)
+        with self._handlers_lock:
+            filters = list(self._handlers)
+        for topic_filter in filters:
+            self._client.subscribe(topic_filter, qos=1)
+        self._connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any = None) -> None:
+        with self._acked:
+            self._acked_mids.add(mid)
+            self._acked.notify_all()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
         self._connected.clear()
@@ -325,12 +362,15 @@ class MqttSink:
             EventTopic.SETPOINT: "setpoint",
             EventTopic.CUSTOMER_STATUS: "status",
         }[event.topic]
-        info = self._client.publish(
-            self.topic(event.customer_id, leaf),
-            dumps(dict(event.payload)),
-            qos=self._qos,
-            retain=True,
-        )
+        self.publish(self.topic(event.customer_id, leaf), dumps(dict(event.payload)))
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool = True) -> None:
+        """Publish one message and wait for the broker's acknowledgement (QoS > 0).
+
+        An empty retained payload deletes the retained message of ``topic``. Raises a
+        transient :class:`~wattplan.exceptions.PlannerError` when the broker does not take it.
+        """
+        info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
         if info.rc != 0:
             raise PlannerError(f"MQTT publish failed with code {info.rc}", transient=True)
         if self._qos > 0:
@@ -341,9 +381,47 @@ class MqttSink:
             if not info.is_published():
                 raise PlannerError("the MQTT broker did not acknowledge in time", transient=True)
 
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Call ``handler(topic, payload)`` for every message on ``topic_filter`` (QoS 1).
+
+        The subscription is renewed on every reconnection. Returns once the broker
+        acknowledged it, so that retained messages are on their way.
+        """
+
+        def on_message(_c: Any, _u: Any, message: Any) -> None:
+            try:
+                handler(message.topic, bytes(message.payload))
+            except Exception:  # paho's network thread must survive any handler
+                logger.exception("MQTT handler for %s failed", topic_filter)
+
+        with self._handlers_lock:
+            self._handlers[topic_filter] = handler
+        self._client.message_callback_add(topic_filter, on_message)
+        result, mid = self._client.subscribe(topic_filter, qos=1)
+        with self._acked:
+            acked = result == 0 and self._acked.wait_for(
+                lambda: mid in self._acked_mids, self._publish_timeout_s
+            )
+            self._acked_mids.discard(mid)
+        if not acked:
+            raise PlannerError(f"the MQTT broker did not accept a subscription (code {result})")
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._handlers_lock:
+            self._handlers.pop(topic_filter, None)
+        self._client.message_callback_remove(topic_filter)
+        self._client.unsubscribe(topic_filter)
+
     def close(self) -> None:
-        self._client.loop_stop()
+        if self.availability_topic is not None and self._connected.is_set():
+            try:  # a clean disconnect sends no last will: say it ourselves
+                self.publish(self.availability_topic, "offline")
+            except PlannerError as exc:
+                logger.info("MQTT availability not updated on close: %s", exc)
+        # disconnect first: the network loop sends the DISCONNECT and ends at once, where
+        # loop_stop() first would wait out the loop's one-second select
         self._client.disconnect()
+        self._client.loop_stop()
 
 
 def _topic_safe(customer_id: str) -> str:

@@ -9,6 +9,11 @@ produces against it.
 Prices are the real DE-LU day-ahead series shipped in :mod:`wattplan.datasets` (Data:
 Bundesnetzagentur | SMARD.de, CC BY 4.0); how they become all-in prices, and how dates
 after the shipped period are served, is described in :mod:`wattplan.sandbox._data`.
+Usage comes from five real household meters shipped in :mod:`wattplan.datasets` (Open
+Power System Data, CoSSMic, CC BY 4.0; one per seeded customer, moved onto the current
+dates by whole weeks, preliminary values with substitutes before the final ones), or from
+the smooth BDEW H25 profile with ``SandboxConfig(usage_source="h25")``; see
+:mod:`wattplan.sandbox._data` too.
 
 Stable names
 ------------
@@ -24,7 +29,7 @@ Stable names
     pending one), OAuth clients (:data:`DEFAULT_CLIENT_ID` ``wattplan-dev`` /
     :data:`DEFAULT_CLIENT_SECRET`, and ``other-app``), publication time (14:20
     Europe/Berlin), ``strict_refresh_reuse`` (on), ``access_token_lifetime_s`` (3600),
-    :class:`Faults`.
+    ``usage_source`` (``"meters"`` or ``"h25"``), :class:`Faults`.
 ``SandboxClock``
     ``now()``, ``set(dt, ticking=False)``, ``advance(timedelta)``, ``resume_real_time()``;
     real time by default. Governs token, code and sign-in-code expiry, price publication

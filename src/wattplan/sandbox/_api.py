@@ -8,7 +8,9 @@ valid one hour). Every write route of the spec answers 403 to a customer token.
 
 Prices for a local day ``D`` appear at ``D-1`` at the publication time (14:20
 Europe/Berlin); later days never. Usage for ``D`` appears at 16:00 on ``D+1``,
-``preliminary`` until the 8th working day of the next month, ``final`` from then on.
+``preliminary`` until the 8th working day of the next month, ``final`` from then on; it
+comes from the subscription's real household meter (preliminary values carry substitutes)
+or, with ``usage_source="h25"``, from the H25 profile.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from wattplan.sandbox._data import (
     day_usage_kwh,
     eighth_working_day,
     local_today,
+    meter_day_usage_kwh,
+    meter_month_usage_kwh,
     month_usage_kwh,
 )
 from wattplan.sandbox._errors import api_error
@@ -593,9 +597,9 @@ def get_usage(request: Request, state: SandboxState, token: TokenInfo) -> Respon
             and (sub.end_at is None or datetime.combine(day, dtime(), BERLIN) < sub.end_at)
         )
         if now_local >= available_at and in_contract:
-            kwh = day_usage_kwh(day, annual_kwh=sub.estimated_usage_kwh)
             next_month = date(day.year + day.month // 12, day.month % 12 + 1, 1)
             final = today >= eighth_working_day(next_month.year, next_month.month)
+            kwh = _day_usage(state, sub, day, final=final)
             if not final:
                 kwh = kwh * state.faults.usage_preliminary_factor
             frames.append(pd.DataFrame({"usage": kwh, "final": final}))
@@ -631,6 +635,18 @@ def get_usage(request: Request, state: SandboxState, token: TokenInfo) -> Respon
     )
 
 
+def _day_usage(state: SandboxState, sub: SeedSubscription, day: date, *, final: bool) -> pd.Series:
+    if state.config.usage_source == "meters" and sub.household is not None:
+        return meter_day_usage_kwh(sub.household, day, final=final)
+    return day_usage_kwh(day, annual_kwh=sub.estimated_usage_kwh)
+
+
+def _month_usage(state: SandboxState, sub: SeedSubscription, month: date) -> float:
+    if state.config.usage_source == "meters" and sub.household is not None:
+        return meter_month_usage_kwh(sub.household, month.year, month.month)
+    return month_usage_kwh(month.year, month.month, annual_kwh=sub.estimated_usage_kwh)
+
+
 def _invoices(state: SandboxState, token: TokenInfo) -> list[dict[str, Any]]:
     now = state.clock.now()
     out: list[dict[str, Any]] = []
@@ -649,7 +665,7 @@ def _invoices(state: SandboxState, token: TokenInfo) -> list[dict[str, Any]]:
                 if issued > now or (s.end_at is not None and period_start >= s.end_at):
                     break
                 number += 1
-                usage = month_usage_kwh(month.year, month.month, annual_kwh=s.estimated_usage_kwh)
+                usage = _month_usage(state, s, month)
                 paid_at = issued + timedelta(days=5)
                 digest = hashlib.sha256(f"{s.id}{month}".encode()).hexdigest()[:24]
                 out.append(

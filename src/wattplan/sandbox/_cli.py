@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from wattplan.datasets import PRICE_ATTRIBUTION
+from wattplan.datasets import METER_ATTRIBUTION, PRICE_ATTRIBUTION
 from wattplan.exceptions import ConfigurationError
 from wattplan.sandbox._config import DEFAULT_CLIENT_ID, DEMO_EMAIL, SandboxConfig
 
@@ -43,6 +43,13 @@ def register(subparsers: Any) -> None:
         help="serve the /_sandbox control endpoints, which sign anyone in (default: on "
         "loopback only)",
     )
+    parser.add_argument(
+        "--usage",
+        choices=("meters", "h25"),
+        default="meters",
+        help="usage source: the real household meters, with preliminary substitutes before "
+        "the final values (default), or the smooth, fault-free H25 standard profile",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -58,7 +65,11 @@ def _run(args: argparse.Namespace) -> int:
             "off unless --control)"
         )
     control = loopback if args.control is None else args.control
-    config = SandboxConfig(strict_refresh_reuse=not args.lenient_refresh, control_endpoints=control)
+    config = SandboxConfig(
+        strict_refresh_reuse=not args.lenient_refresh,
+        control_endpoints=control,
+        usage_source=args.usage,
+    )
     with serve(config, host=args.host, port=args.port, allow_remote=args.allow_remote) as running:
         print(f"wattplan sandbox (development tool) on {running.base_url}", flush=True)
         print(
@@ -67,6 +78,10 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"  day-ahead prices: {PRICE_ATTRIBUTION}", flush=True)
+        if args.usage == "meters":
+            print(f"  usage from real household meters: {METER_ATTRIBUTION}", flush=True)
+        else:
+            print("  usage from the H25 standard load profile", flush=True)
         if not control:
             print("  control endpoints (/_sandbox/...) are off", flush=True)
         try:

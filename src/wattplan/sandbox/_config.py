@@ -28,6 +28,7 @@ DEFAULT_CLIENT_SECRET = "wattplan-dev-secret"  # noqa: S105 - published sandbox 
 
 Scope = str
 UnpublishedMode = Literal["omit", "null"]
+UsageSource = Literal["meters", "h25"]
 MalformedMode = Literal["json", "content_type", "truncated"]
 
 
@@ -64,6 +65,18 @@ class SeedSubscription:
     created_at: datetime = datetime(2024, 11, 20, 9, 30, tzinfo=UTC)
     number: str = "4X44EMKX"
     meter_type: Literal["smart", "analog"] = "smart"
+    household: str | None = None
+    """The real household meter that serves the usage (one of
+    :data:`wattplan.datasets.HOUSEHOLD_METERS`); ``None``: H25 scaled to
+    ``estimated_usage_kwh``."""
+
+    def __post_init__(self) -> None:
+        from wattplan.datasets import HOUSEHOLD_METERS
+
+        if self.household is not None and self.household not in HOUSEHOLD_METERS:
+            raise ValueError(
+                f"household: must be one of {list(HOUSEHOLD_METERS)}, got {self.household!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,12 @@ class SeedCustomer:
 
 
 def default_customers() -> tuple[SeedCustomer, ...]:
-    """Three customers: the demo (active), one with an ended and one with a pending contract."""
+    """Three customers: the demo (active), one with an ended and one with a pending contract.
+
+    Each is metered by one of the real households shipped with wattplan: the demo by
+    residential3 (PV), the ended contract by residential2, the company by residential1
+    (PV and a heat pump on the meter).
+    """
     return (
         SeedCustomer(
             id="cus_demo00000000000000000001",
@@ -96,6 +114,7 @@ def default_customers() -> tuple[SeedCustomer, ...]:
                     estimated_usage_kwh=4000.0,
                     number="4X44EMKX",
                     created_at=datetime(2024, 11, 20, 9, 30, tzinfo=UTC),
+                    household="residential3",
                 ),
             ),
         ),
@@ -114,6 +133,7 @@ def default_customers() -> tuple[SeedCustomer, ...]:
                     estimated_usage_kwh=2500.0,
                     number="7KQ2M9ZD",
                     created_at=datetime(2024, 3, 1, 8, 30, tzinfo=UTC),
+                    household="residential2",
                 ),
             ),
         ),
@@ -132,6 +152,7 @@ def default_customers() -> tuple[SeedCustomer, ...]:
                     estimated_usage_kwh=12000.0,
                     number="P3NDNG01",
                     created_at=datetime(2026, 10, 1, 10, 30, tzinfo=UTC),
+                    household="residential1",
                 ),
             ),
         ),
@@ -237,6 +258,11 @@ class SandboxConfig:
         Local date from which prices are served in 15-minute steps (hourly before).
     hourly_label
         ``resolution`` value for hourly prices (SPEC: ``hourly``; older docs: ``60min``).
+    usage_source
+        Where usage comes from: ``"meters"`` (default) serves each subscription's real
+        household meter with preliminary substitutes before the final values;
+        ``"h25"`` serves the BDEW H25 profile scaled to the estimated usage, smooth and
+        fault-free (final equals preliminary).
     record_exchanges
         Keep every request/response pair in ``state.exchanges`` (for conformance tests).
     faults
@@ -260,6 +286,7 @@ class SandboxConfig:
     log_one_time_codes: bool = True
     quarter_hour_from: date = date(2025, 10, 1)
     hourly_label: Literal["hourly", "60min"] = "hourly"
+    usage_source: UsageSource = "meters"
     record_exchanges: bool = False
     faults: Faults = field(default_factory=Faults)
     issuer: str | None = None

@@ -14,6 +14,22 @@ the source has one (else its first), and a spring day's missing hour is skipped.
 Prices are served at 15 minutes from ``quarter_hour_from`` (2025-10-01) and hourly
 before; an hourly source hour fills four quarter-hours when a 15-minute day needs it.
 
+Household meters
+----------------
+By default usage comes from the real household meters shipped with wattplan
+(:func:`wattplan.datasets.read_household_meter`, 52 whole weeks each). A local day ``D`` is
+served with the meter day of the same weekday whose calendar date is nearest to ``D``'s
+(at most three days away, or a week more at the ends of the shipped year): the data moves
+by whole weeks, so weekends stay weekends. The hour is moved by local wall-clock time as
+for prices, and each hourly value fills its four quarter-hours evenly.
+
+Preliminary values are what a metering operator sends before the final ones: on about one
+day in three a six-hour stretch of the meter is missing and replaced by a substitute, the
+same quarter-hours of the day one week earlier. The final values (from the 8th working day
+of the next month) are the meter's own. The H25 standard profile stays available as a
+fault-free source (``SandboxConfig(usage_source="h25")``): smooth, and final equals
+preliminary.
+
 Price components
 ----------------
 ``amount`` is :func:`wattplan.datasets.all_in_price_ct_per_kwh` (``1.19 * (spot/10 + 16)``,
@@ -26,6 +42,7 @@ whole cents so that the three add up to ``amount`` exactly.
 from __future__ import annotations
 
 import functools
+import hashlib
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -42,6 +59,9 @@ __all__ = [
     "day_usage_kwh",
     "eighth_working_day",
     "local_today",
+    "meter_day_usage_kwh",
+    "meter_month_usage_kwh",
+    "meter_source_day",
     "month_usage_kwh",
     "source_day",
 ]
@@ -200,3 +220,113 @@ def eighth_working_day(year: int, month: int) -> date:
 
 def local_today(now: datetime) -> date:
     return now.astimezone(BERLIN).date()
+
+
+# -- real household meters ------------------------------------------------------------
+
+SUBSTITUTE_HOURS = 6
+
+
+@functools.lru_cache(maxsize=8)
+def _meter_kw(household: str) -> pd.Series:
+    """Hourly kWh is the hour's mean kW."""
+    return datasets.read_household_meter(household)
+
+
+def _meter_span(household: str) -> tuple[date, date]:
+    local = pd.DatetimeIndex(_meter_kw(household).index).tz_convert(BERLIN)
+    return local[0].date(), local[-1].date()
+
+
+def meter_source_day(day: date, first: date, last: date) -> date:
+    """The meter day in ``[first, last]`` that serves local ``day``.
+
+    Same weekday, calendar date nearest to ``day``'s in one of the shipped years (ties:
+    the earlier); ``day - result`` is always a whole number of weeks.
+    """
+    best: tuple[int, date] | None = None
+    for year in range(first.year, last.year + 1):
+        try:
+            same = day.replace(year=year)
+        except ValueError:  # 29 February
+            same = date(year, 2, 28)
+        candidate = same + timedelta(days=(day.weekday() - same.weekday() + 3) % 7 - 3)
+        while candidate < first:
+            candidate += timedelta(days=7)
+        while candidate > last:
+            candidate -= timedelta(days=7)
+        rank = (abs((candidate - same).days), candidate)
+        if best is None or rank < best:
+            best = rank
+    assert best is not None
+    return best[1]
+
+
+@functools.lru_cache(maxsize=8192)
+def _meter_day_kw(household: str, day: date) -> np.ndarray:
+    first, last = _meter_span(household)
+    src = meter_source_day(day, first, last)
+    series = _local_day(_meter_kw(household), src)
+    return _move(series, day_slots(day, 15), 15)
+
+
+def _substituted_hours(household: str, day: date) -> range:
+    """The local hours a preliminary day lacks (empty on about two days in three)."""
+    digest = hashlib.sha256(f"{household}/{day.isoformat()}".encode()).digest()
+    if digest[0] % 3:
+        return range(0)
+    first = digest[1] % (23 - SUBSTITUTE_HOURS)
+    return range(first, first + SUBSTITUTE_HOURS)
+
+
+def meter_day_usage_kwh(household: str, day: date, *, final: bool) -> pd.Series:
+    """A real household's usage of local ``day`` in kWh per quarter-hour (UTC index).
+
+    ``final=False`` gives the preliminary values: on a substituted day six hours are the
+    same quarter-hours of the day one week earlier.
+    """
+    kw = _meter_day_kw(household, day).copy()
+    if not final:
+        hours = _substituted_hours(household, day)
+        if hours:
+            earlier = _meter_day_kw(household, day - timedelta(days=7))
+            lo, hi = hours.start * 4, min(hours.stop * 4, len(kw), len(earlier))
+            kw[lo:hi] = earlier[lo:hi]
+    return pd.Series(kw * 0.25, index=day_slots(day, 15), name="usage_kwh")
+
+
+@functools.lru_cache(maxsize=8)
+def _meter_day_totals(household: str) -> dict[date, float]:
+    """kWh of each complete 24-hour local day of the meter (hourly kWh is the hour's kW)."""
+    kw = _meter_kw(household)
+    local = pd.DatetimeIndex(kw.index).tz_convert(BERLIN)
+    grouped = kw.groupby(local.date).agg(["sum", "count"])
+    return {d: float(row["sum"]) for d, row in grouped.iterrows() if row["count"] == 24}
+
+
+def _is_24h(day: date) -> bool:
+    lo = datetime.combine(day, time(), BERLIN)
+    hi = datetime.combine(day + timedelta(days=1), time(), BERLIN)
+    return lo.utcoffset() == hi.utcoffset()
+
+
+@functools.lru_cache(maxsize=4096)
+def meter_month_usage_kwh(household: str, year: int, month: int) -> float:
+    """Final usage of a calendar month of a real household, in kWh.
+
+    A 24-hour day served from a complete 24-hour meter day is that day's total (the same
+    sum as its quarter-hours, without building them: invoices list every month since the
+    subscription started); DST days and gaps take the slot-by-slot path.
+    """
+    totals = _meter_day_totals(household)
+    first, last = _meter_span(household)
+    day = date(year, month, 1)
+    total = 0.0
+    while day.month == month:
+        src = meter_source_day(day, first, last)
+        if _is_24h(day) and src in totals:
+            total += totals[src]
+        else:
+            total += float(_meter_day_kw(household, day).sum()) * 0.25
+        day += timedelta(days=1)
+    return total
