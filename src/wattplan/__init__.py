@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily, see __getattr__)
 _LAZY: dict[str, str] = {
     "Settings": "wattplan.settings",
+    "AsyncNomosClient": "wattplan.nomos",
     "NomosClient": "wattplan.nomos",
     "ClientCredentialsAuth": "wattplan.auth",
     "Grant": "wattplan.auth",

@@ -18,7 +18,9 @@ Credential-like keys are every key that ends in ``token``, ``secret``,
 ``"code"`` is Nomos's error code and stays).
 
 The JSON lines come from python-json-logger (a maintained formatter: ``extra`` fields,
-exceptions and non-JSON values handled); wattplan only names the fields.
+exceptions and non-JSON values handled; :mod:`wattplan._jsonlog`, loaded only for JSON
+output, as python-json-logger comes with the ``planner`` extra); wattplan only names the
+fields.
 """
 
 from __future__ import annotations
@@ -30,9 +32,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
-
-__all__ = ["REDACTED", "JsonLogFormatter", "RedactingFilter", "configure_logging", "redact"]
+__all__ = ["REDACTED", "RedactingFilter", "TextLogFormatter", "configure_logging", "redact"]
 
 REDACTED = "[redacted]"
 
@@ -129,46 +129,6 @@ class RedactingFilter(logging.Filter):
 _REDACT = RedactingFilter()
 
 
-class JsonLogFormatter(JsonFormatter):
-    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, ``extra`` fields,
-    and for exceptions ``error`` (the class name) and ``traceback``; everything redacted.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(
-            "%(name)s %(levelname)s %(message)s",
-            rename_fields={
-                "name": "logger",
-                "levelname": "level",
-                "message": "msg",
-                "exc_info": "traceback",
-            },
-            timestamp="ts",
-            json_ensure_ascii=False,
-        )
-
-    def format(self, record: logging.LogRecord) -> str:
-        _REDACT.filter(record)  # also when used without the filter on the handler
-        return super().format(record)
-
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
-        super().add_fields(log_data, record, message_dict)
-        log_data["level"] = str(log_data.get("level", "")).lower()
-        ts = log_data.get("ts")
-        if isinstance(ts, datetime):
-            log_data["ts"] = ts.isoformat()
-        if record.exc_info and record.exc_info[0] is not None:
-            log_data["error"] = record.exc_info[0].__name__
-
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
-        return redact(str(super().formatException(ei)))
-
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
-        return redact(str(super().formatStack(stack_info)))
-
-
 class TextLogFormatter(logging.Formatter):
     """``time LEVEL logger: message`` with redacted tracebacks (for ``--log-format text``)."""
 
@@ -185,7 +145,12 @@ class TextLogFormatter(logging.Formatter):
 def configure_logging(fmt: str, level: int) -> None:
     """Send every record to stderr as JSON lines (``fmt="json"``) or text, redacted."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter() if fmt == "json" else TextLogFormatter())
+    if fmt == "json":
+        from wattplan._jsonlog import JsonLogFormatter
+
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(TextLogFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

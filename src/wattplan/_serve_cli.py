@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from wattplan.exceptions import ConfigurationError
+from wattplan.optimize_api import OptimizeLimits, create_optimize_app
 
 __all__ = ["register"]
 
@@ -37,7 +38,6 @@ def _keys(args: argparse.Namespace) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from wattplan._http import serve_in_thread
-    from wattplan.optimize_api import OptimizeLimits, create_optimize_app
 
     log = logging.getLogger("wattplan.serve")
     keys = _keys(args)

@@ -11,6 +11,7 @@ cause stays visible in the traceback, but callers only ever need to catch ours.
 
     WattplanError
     ├── ConfigurationError            settings missing or invalid (e.g. no encryption key)
+    ├── MissingExtraError             a feature's optional extra is not installed (an ImportError)
     ├── ScenarioError                 invalid scenario input; names the key and the reason
     │   └── PriceDataError            prices missing, with holes, or not covering the horizon
     ├── ForecastInputError            invalid metered history or window; names the field or row
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidGrantError",
     "MalformedResponseError",
     "MalformedWeatherError",
+    "MissingExtraError",
     "MissingWeatherVariableError",
     "NomosAPIError",
     "NomosError",
@@ -107,6 +109,25 @@ class WattplanError(Exception):
 
 class ConfigurationError(WattplanError):
     """A setting is missing or invalid."""
+
+
+class MissingExtraError(WattplanError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    ``feature`` is what was asked for (``wattplan.planner``, ``Plan.plot``), ``extra`` the
+    optional extra of the wattplan distribution that brings what is missing, and
+    ``distribution`` the missing package(s); the message ends with the pip command to run.
+    """
+
+    def __init__(self, *, feature: str, extra: str, distribution: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.distribution = distribution
+        self.pip_command = f"pip install 'wattplan[{extra}]'"
+        super().__init__(
+            f"{feature} needs the {extra!r} extra (not installed: {distribution}): "
+            f"{self.pip_command}"
+        )
 
 
 class ScenarioError(WattplanError, ValueError):

@@ -69,7 +69,7 @@ from wattplan.household import (
     ev_sessions,
     household_scenario,
 )
-from wattplan.optimizer import Plan, PlanStatus, optimize
+from wattplan.optimizer import Plan, PlanStatus, SolverOptions, optimize
 
 __all__ = [
     "ActualsError",
@@ -81,6 +81,9 @@ __all__ = [
 ]
 
 PUBLICATION = dt.time(14, 0)
+# The bound is one plan over the whole period (a year is 35,000 quarter-hours): the daily
+# plans' 10 s limit would cut it short and return a poor incumbent.
+BOUND_SOLVER = SolverOptions(time_limit_s=1800.0)
 Strategy = Literal["forecast", "perfect_forecast", "baseline", "cheapest_slots", "bound"]
 STRATEGIES: tuple[Strategy, ...] = (
     "forecast",
@@ -520,7 +523,7 @@ def rolling_backtest(
             prices_ct_per_kwh=slots_price, resolution="15min" if minutes == 15 else "60min",
             terminal_price_ct_per_kwh=0.0,  # nothing after the period counts
         )  # fmt: skip
-        plan = _optimize(scenario, start)
+        plan = _optimize(scenario, start, solver=BOUND_SOLVER)
         short = []
         frame = _execute(
             household, plan.schedule, t_first, t_last, base_q, pv_q,
@@ -615,8 +618,8 @@ def _cheapest_slots(
     return out, short
 
 
-def _optimize(scenario: Any, day: dt.date) -> Plan:
-    plan = optimize(scenario)
+def _optimize(scenario: Any, day: dt.date, solver: SolverOptions | None = None) -> Plan:
+    plan = optimize(scenario, solver=solver)
     if plan.status not in (PlanStatus.OPTIMAL, PlanStatus.FEASIBLE_WITH_SHORTFALL):
         raise WattplanError(f"plan of {day}: {plan.status.value}: {plan.message}")
     return plan

@@ -28,14 +28,17 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import anyio
-import anyio.to_thread
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from wattplan._extras import requires
 
-from wattplan._api import ApiKeys, BadBodyError, error_response, parse_json_body, read_body
+with requires("planner", feature="wattplan.optimize_api"):
+    import anyio
+    import anyio.to_thread
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    from wattplan._api import ApiKeys, BadBodyError, error_response, parse_json_body, read_body
 from wattplan._openapi import docs_page, openapi_document
 from wattplan.exceptions import ScenarioError
 

@@ -7,12 +7,14 @@ The optimizer never reads settings: the CLI, the planner and the auth layer buil
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wattplan._defaults import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wattplan._extras import requires
+
+with requires("auth", feature="wattplan.settings"):
+    from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_API_VERSION", "DEFAULT_BASE_URL", "Settings"]
-
-DEFAULT_BASE_URL = "https://api.nomos.energy"
-DEFAULT_API_VERSION = "2026-05-27.curie"
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-"""NomosClient against the sandbox over real HTTP on loopback (uvicorn)."""
+"""NomosClient and AsyncNomosClient against the sandbox over real HTTP on loopback (uvicorn)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
 import pytest
 
+from tests.nomos._async import SyncDriven
 from tests.sandbox.oauth_helpers import customer_token
 from wattplan.exceptions import (
     ForbiddenError,
@@ -34,10 +36,14 @@ def sleeps() -> list[float]:
     return []
 
 
-@pytest.fixture
-def nomos(sandbox: RunningSandbox, sleeps: list[float]) -> Iterator[NomosClient]:
+@pytest.fixture(params=["sync", "async"])
+def nomos(
+    request: pytest.FixtureRequest, sandbox: RunningSandbox, sleeps: list[float]
+) -> Iterator[NomosClient]:
+    """The sync client, and the async one driven on an event loop of its own (same tests)."""
     auth = BearerToken(customer_token(sandbox))
-    with NomosClient(
+    make: Any = NomosClient if request.param == "sync" else SyncDriven
+    with make(
         base_url=sandbox.base_url, auth=auth, sleep=sleeps.append, rng=random.Random(3)
     ) as client:
         yield client

@@ -12,3 +12,10 @@ def test_readme_example_fetches_prices_and_plans() -> None:
     out = run_python(code)
     assert "EUR, saving" in out.stdout
     assert "optimal" in out.stdout.lower() or "feasible" in out.stdout.lower()
+
+
+def test_readme_async_example_fetches_prices() -> None:
+    code = readme_block("example: async-prices")
+    assert "AsyncNomosClient" in code and "asyncio.gather" in code
+    out = run_python(code)
+    assert "ct/kWh over 96 slots" in out.stdout

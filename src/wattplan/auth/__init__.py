@@ -19,32 +19,35 @@ Building an auth for one customer::
 
 from __future__ import annotations
 
-from wattplan.auth._app import create_callback_app
-from wattplan.auth._crypto import TokenCipher
-from wattplan.auth._flow import (
-    AuthorizationResponse,
-    OAuthConfig,
-    Token,
-    TokenRequest,
-    build_authorization_code_request,
-    build_authorization_url,
-    build_client_credentials_request,
-    build_refresh_request,
-    build_revocation_request,
-    parse_callback,
-    parse_token_error,
-    parse_token_response,
-)
-from wattplan.auth._httpx import ClientCredentialsAuth, GrantAuth
-from wattplan.auth._manager import AuthorizationStart, TokenManager, organisation_customer_id
-from wattplan.auth._pkce import (
-    PkcePair,
-    code_challenge_s256,
-    generate_code_verifier,
-    generate_state,
-    new_pkce_pair,
-)
-from wattplan.auth._vault import AuthorizationSession, Grant, GrantKind, GrantStatus, TokenVault
+from wattplan._extras import requires as _requires
+
+with _requires("auth", feature="wattplan.auth"):
+    from wattplan.auth._app import create_callback_app
+    from wattplan.auth._crypto import TokenCipher
+    from wattplan.auth._flow import (
+        AuthorizationResponse,
+        OAuthConfig,
+        Token,
+        TokenRequest,
+        build_authorization_code_request,
+        build_authorization_url,
+        build_client_credentials_request,
+        build_refresh_request,
+        build_revocation_request,
+        parse_callback,
+        parse_token_error,
+        parse_token_response,
+    )
+    from wattplan.auth._httpx import ClientCredentialsAuth, GrantAuth
+    from wattplan.auth._manager import AuthorizationStart, TokenManager, organisation_customer_id
+    from wattplan.auth._pkce import (
+        PkcePair,
+        code_challenge_s256,
+        generate_code_verifier,
+        generate_state,
+        new_pkce_pair,
+    )
+    from wattplan.auth._vault import AuthorizationSession, Grant, GrantKind, GrantStatus, TokenVault
 
 __all__ = [
     "AuthorizationResponse",

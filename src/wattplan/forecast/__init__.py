@@ -12,9 +12,22 @@ from the site's metered PV; the weather is a DataFrame or an injected
 
 from __future__ import annotations
 
-from wattplan.forecast._baseload import BaseLoadForecast, day_ahead_base_load, forecast_base_load
-from wattplan.forecast._io import read_usage_csv, write_forecast_csv
-from wattplan.forecast._pv import PVCorrection, PVForecast, PVSite, fit_pv_correction, forecast_pv
+from wattplan._extras import requires as _requires
+
+with _requires("forecast", feature="wattplan.forecast"):
+    from wattplan.forecast._baseload import (
+        BaseLoadForecast,
+        day_ahead_base_load,
+        forecast_base_load,
+    )
+    from wattplan.forecast._io import read_usage_csv, write_forecast_csv
+    from wattplan.forecast._pv import (
+        PVCorrection,
+        PVForecast,
+        PVSite,
+        fit_pv_correction,
+        forecast_pv,
+    )
 
 __all__ = [
     "BaseLoadForecast",

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wattplan._extras import requires
 from wattplan.exceptions import ForecastInputError
 
 if TYPE_CHECKING:
@@ -214,7 +215,8 @@ def _on_grid(weather: pd.DataFrame, step: int, resolution: int) -> pd.DataFrame:
 def _model_kw(site: PVSite, weather: pd.DataFrame, step: int) -> tuple[pd.Series, pd.Series]:
     """pvlib's AC power (kW mean per slot) and the clearness of each slot."""
     # imported here: pvlib is heavy, and only this function needs it
-    import pvlib
+    with requires("forecast", feature="forecast_pv"):
+        import pvlib
 
     with warnings.catch_warnings():
         # pvlib 0.16 still calls DatetimeIndex.dayofyear, deprecated by pandas 3

@@ -10,9 +10,13 @@ Stable names
     complete or an error), ``prices_frame(...)`` (plus ``electricity_ct_per_kwh``,
     ``grid_ct_per_kwh``, ``levies_ct_per_kwh``), ``usage(...)``/``usage_frame(...)``,
     ``invoices(...)``, ``invoice(id)``, ``invoice_file_url(id)``.
+``AsyncNomosClient(...)``
+    The same parameters (an ``httpx.AsyncBaseTransport``, an awaitable ``sleep``) and the
+    same methods as coroutines (``iter_subscriptions`` is an async iterator); the same
+    parsers, errors and retry policy over an ``httpx.AsyncClient``.
 ``BearerToken(access_token)``, ``ClientCredentials(client_id=, client_secret=, token_url=)``
-    ``httpx.Auth`` for a static token and for organisation tokens; the customer-grant
-    auth (vault, single-flight refresh) is in :mod:`wattplan.auth`.
+    ``httpx.Auth`` (sync and async) for a static token and for organisation tokens; the
+    customer-grant auth (vault, single-flight refresh) is in :mod:`wattplan.auth`.
 ``RetryPolicy``
     Bounded retries: 429 honours ``retry-after``/``ratelimit-reset`` (capped); 5xx and
     timeouts retried with full-jitter backoff on GETs only.
@@ -29,31 +33,35 @@ truncated or off-schema, ``NomosAPIError`` subclasses for the flat error body (w
 
 from __future__ import annotations
 
-from wattplan.nomos._auth import BearerToken, ClientCredentials, basic_auth_header
-from wattplan.nomos._client import NomosClient
-from wattplan.nomos._models import (
-    Customer,
-    Invoice,
-    PriceComponent,
-    PriceItem,
-    Prices,
-    Subscription,
-    Usage,
-    UsagePoint,
-)
-from wattplan.nomos._parse import (
-    expected_slots,
-    parse_error,
-    parse_json,
-    parse_prices,
-    parse_usage,
-    prices_to_frame,
-    prices_to_series,
-    usage_to_frame,
-)
-from wattplan.nomos._retry import RetryPolicy
+from wattplan._extras import requires as _requires
+
+with _requires("nomos", feature="wattplan.nomos"):
+    from wattplan.nomos._auth import BearerToken, ClientCredentials, basic_auth_header
+    from wattplan.nomos._client import AsyncNomosClient, NomosClient
+    from wattplan.nomos._models import (
+        Customer,
+        Invoice,
+        PriceComponent,
+        PriceItem,
+        Prices,
+        Subscription,
+        Usage,
+        UsagePoint,
+    )
+    from wattplan.nomos._parse import (
+        expected_slots,
+        parse_error,
+        parse_json,
+        parse_prices,
+        parse_usage,
+        prices_to_frame,
+        prices_to_series,
+        usage_to_frame,
+    )
+    from wattplan.nomos._retry import RetryPolicy
 
 __all__ = [
+    "AsyncNomosClient",
     "BearerToken",
     "ClientCredentials",
     "Customer",

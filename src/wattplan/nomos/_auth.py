@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
 
+from wattplan._aio import LoopLocks
 from wattplan._basic_auth import basic_auth_header
 from wattplan.exceptions import MalformedResponseError, OAuthError
 
@@ -56,8 +57,11 @@ class ClientCredentials(httpx.Auth):
 
     One token fetch at a time per instance (a lock, re-checked after waiting); on a 401
     from the API the token is fetched again once and the request retried once. The
-    token's expiry is timed from the start of the token request. Meant for sync
-    ``httpx.Client``\\ s (what :class:`~wattplan.nomos.NomosClient` uses).
+    token's expiry is timed from the start of the token request. Works with sync
+    ``httpx.Client``\\ s (:class:`~wattplan.nomos.NomosClient`; a thread lock) and with
+    ``httpx.AsyncClient``\\ s (:class:`~wattplan.nomos.AsyncNomosClient`; an asyncio lock
+    per event loop, so waiting never blocks the loop). The sync and the async side share
+    the cached token; they do not wait for each other's fetch (at worst one token too many).
 
     Parameters
     ----------
@@ -93,6 +97,7 @@ class ClientCredentials(httpx.Auth):
         self._clock = clock
         self._token: _Token | None = None
         self._lock = threading.Lock()
+        self._async_locks = LoopLocks()
         self.tokens_fetched = 0
 
     def __repr__(self) -> str:
@@ -171,6 +176,34 @@ class ClientCredentials(httpx.Auth):
             if self._token is token:  # nobody replaced it meanwhile: fetch once more
                 self._token = None
                 token = yield from self._fetch()
+            else:
+                assert self._token is not None
+                token = self._token
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        async with self._async_locks.get():
+            token = self._token
+            if not self._fresh(token):
+                started = self._clock()
+                response = yield self._token_request()
+                await response.aread()
+                token = self._store(response, started)
+        assert token is not None
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        async with self._async_locks.get():
+            if self._token is token:  # nobody replaced it meanwhile: fetch once more
+                self._token = None
+                started = self._clock()
+                response = yield self._token_request()
+                await response.aread()
+                token = self._store(response, started)
             else:
                 assert self._token is not None
                 token = self._token

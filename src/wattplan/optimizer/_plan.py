@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from wattplan._extras import requires
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -22,7 +24,8 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     """A pyplot-free Figure that Jupyter renders as an image in any kernel."""
     import io
 
-    from matplotlib.figure import Figure
+    with requires("plot", feature="Plan.plot"):
+        from matplotlib.figure import Figure
 
     class PlanFigure(Figure):
         def _repr_png_(self) -> bytes:

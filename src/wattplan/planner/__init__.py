@@ -18,38 +18,46 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import Any as _Any
 
-from wattplan.planner._events import EventTopic, PlanEvent
-from wattplan.planner._planner import CustomerOutcome, Outcome, Planner, RunReport
-from wattplan.planner._prices import PriceChange, PriceDecision, decide_prices, price_fingerprint
-from wattplan.planner._state import Deadband, significant_change, validate_device_state
-from wattplan.planner._timing import PollSchedule, floor_to_slot, next_slot_boundary
-from wattplan.planner._types import (
-    Clock,
-    Customer,
-    OptimizeFn,
-    PlanLike,
-    PriceSource,
-    ScenarioFactory,
-    ScenarioLike,
-    SystemClock,
-)
-from wattplan.planner._usage import HouseholdPlanning, UsageSettings, UsageSource
-from wattplan.planner.sinks import (
-    SIGNATURE_HEADER,
-    CallbackSink,
-    MqttSink,
-    WebhookSink,
-    sign_payload,
-    verify_signature,
-)
-from wattplan.planner.store import (
-    CustomerHealth,
-    CustomerStatus,
-    DeviceState,
-    PlanStore,
-    StoredPlan,
-    UsageStatus,
-)
+from wattplan._extras import requires as _requires
+
+with _requires("planner", feature="wattplan.planner"):
+    from wattplan.planner._events import EventTopic, PlanEvent
+    from wattplan.planner._planner import CustomerOutcome, Outcome, Planner, RunReport
+    from wattplan.planner._prices import (
+        PriceChange,
+        PriceDecision,
+        decide_prices,
+        price_fingerprint,
+    )
+    from wattplan.planner._state import Deadband, significant_change, validate_device_state
+    from wattplan.planner._timing import PollSchedule, floor_to_slot, next_slot_boundary
+    from wattplan.planner._types import (
+        Clock,
+        Customer,
+        OptimizeFn,
+        PlanLike,
+        PriceSource,
+        ScenarioFactory,
+        ScenarioLike,
+        SystemClock,
+    )
+    from wattplan.planner._usage import HouseholdPlanning, UsageSettings, UsageSource
+    from wattplan.planner.sinks import (
+        SIGNATURE_HEADER,
+        CallbackSink,
+        MqttSink,
+        WebhookSink,
+        sign_payload,
+        verify_signature,
+    )
+    from wattplan.planner.store import (
+        CustomerHealth,
+        CustomerStatus,
+        DeviceState,
+        PlanStore,
+        StoredPlan,
+        UsageStatus,
+    )
 
 _LAZY = {
     "NomosPriceSource": "wattplan.planner._nomos",
@@ -121,7 +129,8 @@ def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wattplan.planner' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
+    with _requires("planner", feature=f"wattplan.planner.{name}"):
+        value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from wattplan._logging import JsonLogFormatter, configure_logging
+from wattplan._jsonlog import JsonLogFormatter
+from wattplan._logging import configure_logging
 
 __all__ = ["JsonLogFormatter", "register"]
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pandas as pd
 
+from wattplan._extras import requires
 from wattplan.planner._household import demo_household
 from wattplan.planner._planner import Outcome, Planner
 from wattplan.planner._timing import PollSchedule
@@ -294,7 +295,8 @@ def _short_table(rows: pd.DataFrame) -> str:
 
 
 def _save_png(plan: Any, path: Path) -> None:
-    import matplotlib
+    with requires("plot", feature="the demo's plot"):
+        import matplotlib
 
     matplotlib.use("Agg", force=False)
     figure = plan.plot()

@@ -27,6 +27,10 @@ def _household_planning(customer_id: str, path: Path, store: PlanStore) -> Any:
     from wattplan.household import load_household
     from wattplan.planner._usage import HouseholdPlanning
 
+    try:  # the forecasts need the forecast extra: say so at start-up, not at the first plan
+        import wattplan.forecast  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(f"customers[{customer_id}].household: {exc}") from exc
     try:
         household = load_household(path)
     except ScenarioError as exc:

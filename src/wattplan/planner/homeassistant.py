@@ -623,7 +623,7 @@ class HomeAssistantBridge:
         ``None`` when the topic names no configured customer (nothing is published: a
         stranger's topic gets no answer).
         """
-        from wattplan.planner.api import _BadBodyError, parse_json_body
+        from wattplan._api import BadBodyError, parse_json_body
 
         planner = self._planner
         rest = topic[len(self._prefix) + 1 :] if topic.startswith(self._prefix + "/") else ""
@@ -639,7 +639,7 @@ class HomeAssistantBridge:
             try:
                 body = parse_json_body(payload)
                 state, significant = planner.update_device_state(customer_id, body, now=now)
-            except _BadBodyError as exc:
+            except BadBodyError as exc:
                 result = _refusal(exc.error, exc.message, key=exc.key)
             except ScenarioError as exc:
                 result = _refusal("invalid_device_state", str(exc), key=exc.key, reason=exc.reason)

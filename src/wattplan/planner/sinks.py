@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from wattplan._extras import requires
 from wattplan.exceptions import PlannerError
 from wattplan.planner._events import EventTopic, PlanEvent
 from wattplan.planner.store import dumps
@@ -285,8 +286,9 @@ class MqttSink:
         publish_timeout_s: float = 10.0,
         availability_topic: str | None = None,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        with requires("mqtt", feature="MqttSink"):
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
 
         self._prefix = topic_prefix.rstrip("/")
         self._host, self._port, self._qos = host, port, qos

@@ -75,22 +75,25 @@ are listed in :mod:`wattplan.sandbox._control`.
 
 from __future__ import annotations
 
-from wattplan.sandbox._app import DEVELOPMENT_WARNING, create_app
-from wattplan.sandbox._clock import SandboxClock
-from wattplan.sandbox._config import (
-    DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
-    DEMO_EMAIL,
-    Faults,
-    OAuthClient,
-    SandboxConfig,
-    SeedCustomer,
-    SeedSubscription,
-    default_clients,
-    default_customers,
-)
-from wattplan.sandbox._server import RunningSandbox, serve
-from wattplan.sandbox._state import Exchange, SandboxState
+from wattplan._extras import requires as _requires
+
+with _requires("sandbox", feature="wattplan.sandbox"):
+    from wattplan.sandbox._app import DEVELOPMENT_WARNING, create_app
+    from wattplan.sandbox._clock import SandboxClock
+    from wattplan.sandbox._config import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        DEMO_EMAIL,
+        Faults,
+        OAuthClient,
+        SandboxConfig,
+        SeedCustomer,
+        SeedSubscription,
+        default_clients,
+        default_customers,
+    )
+    from wattplan.sandbox._server import RunningSandbox, serve
+    from wattplan.sandbox._state import Exchange, SandboxState
 
 __all__ = [
     "DEFAULT_CLIENT_ID",

@@ -12,13 +12,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wattplan._defaults import DEFAULT_API_VERSION
 from wattplan.sandbox._clock import SandboxClock
 from wattplan.sandbox._config import SandboxConfig
 from wattplan.sandbox._control import control_routes
 from wattplan.sandbox._errors import api_error
 from wattplan.sandbox._oauth import oauth_routes
 from wattplan.sandbox._state import Exchange, SandboxState
-from wattplan.settings import DEFAULT_API_VERSION
 
 __all__ = ["DEVELOPMENT_WARNING", "KNOWN_API_VERSIONS", "create_app"]
 

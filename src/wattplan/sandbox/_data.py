@@ -301,7 +301,11 @@ def _meter_day_totals(household: str) -> dict[date, float]:
     kw = _meter_kw(household)
     local = pd.DatetimeIndex(kw.index).tz_convert(BERLIN)
     grouped = kw.groupby(local.date).agg(["sum", "count"])
-    return {d: float(row["sum"]) for d, row in grouped.iterrows() if row["count"] == 24}
+    return {
+        day: float(total)
+        for day, total, count in zip(grouped.index, grouped["sum"], grouped["count"], strict=True)
+        if count == 24
+    }
 
 
 def _is_24h(day: date) -> bool:
