@@ -15,12 +15,14 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,21 +31,27 @@ import pandas as pd
 from wattplan.exceptions import (
     AccessError,
     AuthError,
-    NomosError,
-    OptimizationError,
     PlannerError,
     PricesNotPublishedError,
-    ReauthorizationRequiredError,
     ScenarioError,
     StoreError,
     WattplanError,
 )
 from wattplan.planner._events import EventTopic, PlanEvent
+from wattplan.planner._executors import PlanExecutor
 from wattplan.planner._health import FetchHealth, LiveCustomer
-from wattplan.planner._prices import PriceChange, decide_prices
+from wattplan.planner._prices import PriceChange, PriceDecision, decide_prices
+from wattplan.planner._solve import (
+    BAD_STATUSES,
+    PlanningCall,
+    SolvedPlan,
+    classify,
+    default_optimize,
+    safe_message,
+    solve,
+)
 from wattplan.planner._state import (
     Deadband,
-    live_state,
     significant_change,
     validate_device_state,
 )
@@ -62,7 +70,6 @@ __all__ = ["CustomerOutcome", "Outcome", "Planner", "RunReport", "default_optimi
 
 logger = logging.getLogger(__name__)
 
-_BAD_STATUSES = {"infeasible", "error"}
 # failures that only a successful price fetch clears (a re-plan on stored prices does not)
 _FETCH_ERRORS = {"api_error", "auth_error", "reauthorization_required", "prices_missing"}
 
@@ -81,6 +88,7 @@ class CustomerOutcome:
     reason: str = ""
     plan_id: int | None = None
     error_kind: str | None = None
+    optimize_s: float = 0.0  # time spent in the optimizer itself (on whichever worker)
 
 
 @dataclass(slots=True)
@@ -99,16 +107,26 @@ class RunReport:
     def failed(self) -> list[str]:
         return self.by_outcome(Outcome.FAILED)
 
+    @property
+    def optimize_seconds(self) -> float:
+        """The sum of the pure optimizer times of this pass (the floor of its cost)."""
+        return sum(o.optimize_s for o in self.outcomes)
 
-def default_optimize(
-    scenario: Any, prices: pd.Series, *, previous_plan: Any = None, stability: Any = None
-) -> Any:
-    """``wattplan.optimize(scenario, prices=prices, ...)``, imported on first use."""
-    import wattplan
 
-    return wattplan.optimize(
-        scenario, prices=prices, previous_plan=previous_plan, stability=stability
-    )
+@dataclass(slots=True)
+class _Pending:
+    """A customer between deciding to plan and storing the plan (its lock is held)."""
+
+    cid: str
+    call: PlanningCall
+    before: CustomerStatus | None
+    reasons: list[str]
+    prices: pd.Series
+    decision: PriceDecision
+    devices: dict[str, dict[str, Any]]
+    attempt: str
+    fetched: bool
+    tries: int = 0
 
 
 def _takes_previous_plan(fn: Callable[..., Any]) -> bool:
@@ -139,37 +157,12 @@ def _timezone(scenario: Any) -> ZoneInfo:
     return value if isinstance(value, ZoneInfo) else ZoneInfo(str(value))
 
 
-def _status_value(plan: Any) -> str:
-    status = getattr(plan, "status", "error")
-    return str(getattr(status, "value", status))
-
-
 def _error_kind(exc: BaseException) -> tuple[str, CustomerHealth]:
-    if isinstance(exc, ReauthorizationRequiredError):
-        return "reauthorization_required", CustomerHealth.REAUTHORIZATION_REQUIRED
-    if isinstance(exc, PricesNotPublishedError):
-        return "prices_missing", CustomerHealth.ERROR
-    if isinstance(exc, NomosError):
-        return "api_error", CustomerHealth.ERROR
-    if isinstance(exc, AuthError):
-        return "auth_error", CustomerHealth.ERROR
-    if isinstance(exc, ScenarioError):
-        return "invalid_scenario", CustomerHealth.ERROR
-    if isinstance(exc, OptimizationError):
-        return "solver_error", CustomerHealth.ERROR
-    if isinstance(exc, StoreError):
-        return "store_error", CustomerHealth.ERROR
-    if isinstance(exc, PlannerError):
-        return "planner_error", CustomerHealth.ERROR
-    return "internal_error", CustomerHealth.ERROR
+    kind, health = classify(exc)
+    return kind, CustomerHealth(health)
 
 
-def _safe_message(exc: BaseException) -> str:
-    # Our own errors never carry secrets (house rule); a foreign error's text might,
-    # so only its type is recorded.
-    if isinstance(exc, WattplanError):
-        return str(exc)
-    return f"unexpected {type(exc).__name__}"
+_safe_message = safe_message
 
 
 class Planner:
@@ -194,7 +187,15 @@ class Planner:
     max_horizon:
         The longest window planned at once (prices may reach further).
     workers:
-        Customers planned in parallel threads within one pass.
+        Customers handled in parallel threads within one pass (fetching, deciding,
+        storing; with the default executor also the optimization).
+    executor:
+        Where the pure planning calls run (``ProcessExecutor``, ``DaskExecutor``; see
+        ``wattplan.planner._executors``). ``None``: on the pass's own threads. The caller
+        owns the executor and closes it.
+    max_tries:
+        How often a planning call is submitted when its worker is lost before the
+        customer's attempt counts as failed.
     previous_plan:
         Pass each customer's latest stored plan to every re-plan as
         ``optimize(..., previous_plan=document)`` (plan stability: the running slot is
@@ -220,6 +221,8 @@ class Planner:
         deadband: Deadband | None = None,
         max_horizon: timedelta = timedelta(hours=48),
         workers: int = 1,
+        executor: PlanExecutor | None = None,
+        max_tries: int = 3,
         previous_plan: bool = True,
         stability: Any = None,
         fetch_stalled_after: timedelta = timedelta(seconds=20),
@@ -241,6 +244,8 @@ class Planner:
         self._deadband = deadband or Deadband()
         self._max_horizon = max_horizon
         self._workers = max(1, workers)
+        self._executor = executor
+        self._max_tries = max(1, max_tries)
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
         self._live = {cid: LiveCustomer(cid) for cid in self._customers}
@@ -298,14 +303,17 @@ class Planner:
                 return CustomerOutcome(cid, Outcome.SKIPPED, "shutting down")
             return self._run_customer(cid, moment, fetch_prices=fetch_prices)
 
-        if self._workers == 1 or len(ids) <= 1:
+        if self._executor is not None and ids:
+            report.outcomes = self._run_pipeline(ids, moment, fetch_prices=fetch_prices)
+        elif self._workers == 1 or len(ids) <= 1:
             report.outcomes = [one(cid) for cid in ids]
         else:
             with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-plan") as pool:
                 report.outcomes = list(pool.map(one, ids))
         logger.info(
-            "planner pass at %s: %d planned, %d unchanged, %d failed",
+            "planner pass at %s%s: %d planned, %d unchanged, %d failed",
             moment.isoformat(),
+            "" if self._executor is None else f" on {self._executor.name}",
             len(report.planned),
             len(report.by_outcome(Outcome.UNCHANGED)),
             len(report.failed),
@@ -570,34 +578,153 @@ class Planner:
             before = self._stored_status(cid)
             created: StoredPlan | None = None
             try:
-                outcome, created = self._plan_customer(
-                    cid, now, fetch_prices=fetch_prices, before=before
-                )
-            except Exception as exc:  # one customer never stops the others
-                kind, health = _error_kind(exc)
-                message = _safe_message(exc)
-                if isinstance(exc, WattplanError):
-                    logger.warning("customer %s: %s: %s", cid, kind, message)
+                step = self._decide(cid, now, fetch_prices=fetch_prices, before=before)
+                if isinstance(step, CustomerOutcome):
+                    outcome = step
                 else:
-                    logger.exception("customer %s: unexpected failure", cid)
-                try:
-                    self._record_failure(cid, now, kind=kind, message=message, health=health)
-                except PlannerError as again:
-                    logger.warning(
-                        "customer %s: the failure is kept in memory only: %s",
-                        cid,
-                        _safe_message(again),
-                    )
-                outcome = CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
-            after = self._stored_status(cid)
-            if created is not None:
-                meta = after.as_dict(now) if after is not None else {}
-                self._emit(
-                    PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(created, meta, now))
-                )
-            if after is not None and (before is None or before.health != after.health):
-                self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
+                    solved = solve(step.call, catch=False)
+                    outcome, created = self._store_result(step, now, solved)
+            except Exception as exc:  # one customer never stops the others
+                outcome = self._failed(cid, now, exc)
+            self._announce(cid, now, before, created)
             return outcome
+
+    def _failed(self, cid: str, now: datetime, exc: BaseException) -> CustomerOutcome:
+        kind, health = _error_kind(exc)
+        message = _safe_message(exc)
+        if isinstance(exc, WattplanError):
+            logger.warning("customer %s: %s: %s", cid, kind, message)
+        else:
+            logger.error("customer %s: unexpected failure", cid, exc_info=exc)
+        return self._failure_outcome(cid, now, kind, message, health)
+
+    def _failure_outcome(
+        self, cid: str, now: datetime, kind: str, message: str, health: CustomerHealth
+    ) -> CustomerOutcome:
+        try:
+            self._record_failure(cid, now, kind=kind, message=message, health=health)
+        except PlannerError as again:
+            logger.warning(
+                "customer %s: the failure is kept in memory only: %s",
+                cid,
+                _safe_message(again),
+            )
+        return CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
+
+    def _announce(
+        self, cid: str, now: datetime, before: CustomerStatus | None, created: StoredPlan | None
+    ) -> None:
+        after = self._stored_status(cid)
+        if created is not None:
+            meta = after.as_dict(now) if after is not None else {}
+            self._emit(
+                PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(created, meta, now))
+            )
+        if after is not None and (before is None or before.health != after.health):
+            self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
+
+    # a pass on an executor -----------------------------------------------------------------
+
+    def _run_pipeline(
+        self, ids: list[str], moment: datetime, *, fetch_prices: bool
+    ) -> list[CustomerOutcome]:
+        """Fetch and decide on threads, solve on the executor, store as results arrive.
+
+        Each customer's lock is held from deciding to storing. A call whose worker was
+        lost is submitted again (``max_tries``); any other failure is that customer's.
+        """
+        executor = self._executor
+        assert executor is not None
+        events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
+        done: dict[str, CustomerOutcome] = {}
+
+        def prepare(cid: str) -> CustomerOutcome | _Pending:
+            if self._stopping.is_set():
+                return CustomerOutcome(cid, Outcome.SKIPPED, "shutting down")
+            lock = self._locks[cid]
+            lock.acquire()
+            keep = False
+            try:
+                before = self._stored_status(cid)
+                try:
+                    step = self._decide(cid, moment, fetch_prices=fetch_prices, before=before)
+                except Exception as exc:
+                    outcome = self._failed(cid, moment, exc)
+                    self._announce(cid, moment, before, None)
+                    return outcome
+                if isinstance(step, CustomerOutcome):
+                    self._announce(cid, moment, before, None)
+                    return step
+                keep = True  # released by finish()
+                return step
+            finally:
+                if not keep:
+                    lock.release()
+
+        def finish(pending: _Pending, result: SolvedPlan | BaseException) -> CustomerOutcome:
+            cid = pending.cid
+            created: StoredPlan | None = None
+            try:
+                try:
+                    if isinstance(result, BaseException):
+                        raise result
+                    outcome, created = self._store_result(pending, moment, result)
+                except Exception as exc:
+                    outcome = self._failed(cid, moment, exc)
+                self._announce(cid, moment, pending.before, created)
+                return outcome
+            finally:
+                self._locks[cid].release()
+
+        def submit(pending: _Pending) -> None:
+            pending.tries += 1
+            try:
+                future = executor.submit(pending.call)
+            except Exception as exc:
+                events.put(("solved", pending.cid, (pending, exc)))
+                return
+            future.add_done_callback(lambda f: events.put(("solved", pending.cid, (pending, f))))
+
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-pass") as io:
+            for cid in ids:
+                io.submit(prepare, cid).add_done_callback(partial(_put, events, "prepared", cid))
+            while len(done) < len(ids):
+                kind, cid, payload = events.get()
+                if kind == "prepared":
+                    step = payload.result()
+                    if isinstance(step, CustomerOutcome):
+                        done[cid] = step
+                    else:
+                        submit(step)
+                elif kind == "solved":
+                    pending, future = payload
+                    result: SolvedPlan | BaseException
+                    if isinstance(future, BaseException):
+                        result = future
+                    else:
+                        try:
+                            result = future.result()
+                        except BaseException as exc:
+                            result = exc
+                    if isinstance(result, BaseException) and executor.lost(result):
+                        if pending.tries < self._max_tries and not self._stopping.is_set():
+                            logger.warning(
+                                "customer %s: planning worker lost (%s); submitting again",
+                                cid,
+                                type(result).__name__,
+                            )
+                            submit(pending)
+                            continue
+                        result = PlannerError(
+                            f"the planning call for customer {cid} lost its worker "
+                            f"{pending.tries} times ({type(result).__name__})"
+                        )
+                    io.submit(finish, pending, result).add_done_callback(
+                        partial(_put, events, "finished", cid)
+                    )
+                else:
+                    done[cid] = payload.result()
+        return [done[cid] for cid in ids]
 
     def price_fetch_health(self) -> dict[str, Any]:
         """How price fetches went: last success and error, failures in a row, hanging calls."""
@@ -625,10 +752,10 @@ class Planner:
         except PricesNotPublishedError:
             return self._prices.fetch_prices(customer, start=today, end=today)
 
-    def _plan_customer(
+    def _decide(
         self, cid: str, now: datetime, *, fetch_prices: bool, before: CustomerStatus | None
-    ) -> tuple[CustomerOutcome, StoredPlan | None]:
-        """Decide and maybe plan; returns the outcome and the plan if a new one was stored."""
+    ) -> CustomerOutcome | _Pending:
+        """Fetch and decide; an outcome when nothing is to be planned, else the pending call."""
         customer = self._customers[cid]
         latest = self.store.latest_plan(cid)
         self._live[cid].remember_plan(latest)
@@ -651,53 +778,92 @@ class Planner:
         if not reasons:
             if fetch_prices:  # only a successful fetch proves the API is back
                 self._record_success(cid, now, attempt)
-            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged"), None
+            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged")
         if (
             before is not None
             and before.health is CustomerHealth.ERROR
             and before.error_kind in ("invalid_scenario", "infeasible")
             and self.store.attempt_key(cid) == attempt
         ):
-            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before"), None
+            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before")
 
         start, end, window = self._window(customer, now, prices)
-        scenario = _scenario_for(customer, start, end)
-        for device, fields in state.devices.items():
-            scenario = scenario.with_device_state(device, **live_state(fields, now))
-        plan = self._optimize(scenario, window, **self._stability_kwargs(latest))
-        status = _status_value(plan)
-        if status in _BAD_STATUSES:
+        call = PlanningCall(
+            customer_id=cid,
+            optimize=self._optimize,
+            scenario=customer.scenario,
+            factory=customer.scenario_factory,
+            start=start,
+            end=end,
+            now=now,
+            device_state=state.devices,
+            prices=window,
+            kwargs=self._stability_kwargs(latest),
+        )
+        return _Pending(
+            cid=cid,
+            call=call,
+            before=before,
+            reasons=reasons,
+            prices=prices,
+            decision=decision,
+            devices=state.devices,
+            attempt=attempt,
+            fetched=fetch_prices,
+        )
+
+    def _store_result(
+        self, pending: _Pending, now: datetime, solved: SolvedPlan
+    ) -> tuple[CustomerOutcome, StoredPlan | None]:
+        """Store a solved plan (or record why there is none); the plan if a new one was stored."""
+        cid, call = pending.cid, pending.call
+        if solved.failed:
+            kind = solved.error_kind or "internal_error"
+            message = solved.error or "the planning call failed"
+            logger.warning("customer %s: %s: %s", cid, kind, message)
+            health = CustomerHealth(solved.health or CustomerHealth.ERROR.value)
+            return self._failure_outcome(cid, now, kind, message, health), None
+        status = solved.status
+        if status in BAD_STATUSES or solved.document is None:
             message = f"the optimizer returned a plan with status {status}"
-            self._record_failure(cid, now, kind="infeasible", message=message, attempt=attempt)
+            self._record_failure(
+                cid, now, kind="infeasible", message=message, attempt=pending.attempt
+            )
             logger.warning("customer %s: %s", cid, message)
-            return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible"), None
+            outcome = CustomerOutcome(
+                cid, Outcome.FAILED, error_kind="infeasible", optimize_s=solved.optimize_s
+            )
+            return outcome, None
         stored, created = self.store.save_plan(
             cid,
             now=now,
-            horizon_start=start,
-            horizon_end=end,
-            reason="+".join(reasons),
+            horizon_start=call.start,
+            horizon_end=call.end,
+            reason="+".join(pending.reasons),
             status=status,
-            cost_eur=_num(getattr(plan, "cost_eur", None)),
-            baseline_cost_eur=_num(getattr(plan, "baseline_cost_eur", None)),
-            savings_eur=_num(getattr(plan, "savings_eur", None)),
-            prices=prices,
-            prices_fingerprint=decision.fingerprint,
-            device_state=state.devices,
-            document=plan.to_dict(),
+            cost_eur=solved.cost_eur,
+            baseline_cost_eur=solved.baseline_cost_eur,
+            savings_eur=solved.savings_eur,
+            prices=pending.prices,
+            prices_fingerprint=pending.decision.fingerprint,
+            device_state=pending.devices,
+            document=solved.document,
         )
         self._live[cid].remember_plan(stored)
-        if fetch_prices or before is None or before.error_kind not in _FETCH_ERRORS:
-            self._record_success(cid, now, attempt)
+        before = pending.before
+        if pending.fetched or before is None or before.error_kind not in _FETCH_ERRORS:
+            self._record_success(cid, now, pending.attempt)
         logger.info(
             "customer %s: plan %d (%s), %s to %s",
             cid,
             stored.id,
             stored.reason,
-            start.isoformat(),
-            end.isoformat(),
+            call.start.isoformat(),
+            call.end.isoformat(),
         )
-        outcome = CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
+        outcome = CustomerOutcome(
+            cid, Outcome.PLANNED, stored.reason, stored.id, optimize_s=solved.optimize_s
+        )
         return outcome, (stored if created else None)
 
     def _stability_kwargs(self, latest: StoredPlan | None) -> dict[str, Any]:
@@ -750,14 +916,8 @@ class Planner:
         return start, end, window
 
 
-def _scenario_for(customer: Customer, start: datetime, end: datetime) -> Any:
-    if customer.scenario_factory is not None:
-        return customer.scenario_factory(start, end)
-    base = customer.scenario
-    horizon = getattr(base, "horizon", None)
-    if callable(horizon):
-        return horizon(start, end)
-    return base.model_copy(update={"start": start, "end": end})
+def _put(events: queue.SimpleQueue[tuple[str, str, Any]], kind: str, cid: str, f: Any) -> None:
+    events.put((kind, cid, f))
 
 
 def _moment(value: Any) -> datetime | None:
@@ -784,15 +944,6 @@ def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:
     if len(index) > 1:
         return pd.Timedelta(pd.Series(index[1:] - index[:-1]).min())
     return pd.Timedelta(resolution)
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _clean_prices(prices: pd.Series) -> pd.Series:

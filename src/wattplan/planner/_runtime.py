@@ -126,8 +126,16 @@ def build_runtime(
                 scenario_factory=factory,
             )
         )
+    from wattplan.planner._executors import make_executor
+
+    executor = make_executor(
+        config.executor, workers=config.executor_workers, address=config.dask_address
+    )
+    if executor is not None:
+        closers.append(executor.close)
     planner = Planner(
         customers=customers,
+        executor=executor,
         store=store,
         prices=price_source,
         sinks=sinks,
