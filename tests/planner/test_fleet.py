@@ -246,3 +246,287 @@ def test_a_call_that_keeps_losing_its_worker_fails_only_that_customer(
     assert status.error_kind == "planner_error"
     assert store.count_plans("c1") == 0
     store.dispose()
+
+
+# several planner processes on one database ------------------------------------------------
+
+CHECK_SECONDS = 1.0
+
+
+class _Proc:
+    """A planner subprocess whose printed lines are collected by a reader thread."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import json
+        import queue
+        import subprocess
+        import sys
+
+        from .test_integration import ROOT
+
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.planner._fleet_worker", json.dumps(spec)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put((time.monotonic(), line.strip()))
+
+    def next_line(self, timeout: float = 60) -> tuple[float, str]:
+        at, line = self.lines.get(timeout=timeout)
+        self.seen.append(line)
+        return at, line
+
+    def wait_for(self, text: str, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            at, line = self.next_line(max(0.1, deadline - time.monotonic()))
+            if line == text:
+                return at
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def fleet(sandbox: Any, table_prefix: str) -> Iterator[dict[str, Any]]:
+    from wattplan.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    from .conftest import POSTGRES_URL, require_service
+    from .test_integration import KEY, _connect, _household, _world
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    sandbox.clock.set(NOW)
+    ids = [f"c{i}" for i in range(6)]
+    world = _world(sandbox, POSTGRES_URL, table_prefix, [_household(cid) for cid in ids])
+    for cid in ids:
+        _connect(world, cid)
+    spec = {
+        "now": NOW.isoformat(),
+        "database_url": POSTGRES_URL,
+        "table_prefix": table_prefix,
+        "encryption_key": KEY.get_secret_value(),
+        "base_url": sandbox.base_url,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "customers": ids,
+        "check_seconds": CHECK_SECONDS,
+        "delay_s": 0.5,
+        "timeout_s": 120,
+    }
+    yield {"spec": spec, "world": world, "ids": ids}
+    world.close()
+    PlanStore(POSTGRES_URL, table_prefix=table_prefix).drop_all()
+
+
+def _assert_one_plan_each_and_active_grants(fleet: dict[str, Any]) -> None:
+    from wattplan.auth import GrantStatus
+    from wattplan.planner import CustomerHealth
+    from wattplan.sandbox import DEFAULT_CLIENT_ID
+
+    world = fleet["world"]
+    for cid in fleet["ids"]:
+        assert world.store.count_plans(cid) == 1, cid  # none lost, none twice
+        status = world.store.status(cid)
+        assert status is not None
+        assert status.health is CustomerHealth.OK
+        grant = world.vault.get_grant(client_id=DEFAULT_CLIENT_ID, customer_id=cid)
+        assert grant.status is GrantStatus.ACTIVE
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_standby_takes_over_when_the_leader_is_killed_mid_pass(
+    fleet: dict[str, Any],
+) -> None:
+    spec = fleet["spec"]
+    first = _Proc(spec)
+    second: _Proc | None = None
+    try:
+        assert first.next_line()[1] == "leader"
+        second = _Proc(spec)
+        assert second.next_line()[1] == "standby"  # the leader holds the lock
+        for _ in range(2):
+            assert first.next_line()[1].startswith("planned ")
+        first.proc.kill()  # SIGKILL in the middle of the pass
+        killed_at = time.monotonic()
+        first.proc.wait(30)
+        took_over_at = second.wait_for("leader")
+        # PostgreSQL ends the dead session at once; the standby's next check finds it free
+        assert took_over_at - killed_at < CHECK_SECONDS + 5
+        second.wait_for("pass")
+        by_first = {line.split()[1] for line in first.seen if line.startswith("planned ")}
+        by_second = {line.split()[1] for line in second.seen if line.startswith("planned ")}
+        assert by_first
+        assert by_second
+        assert not by_first & by_second  # the new leader re-planned only what was missing
+        assert by_first | by_second <= set(fleet["ids"])
+        _assert_one_plan_each_and_active_grants(fleet)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_processes_started_at_once_elect_one_leader(fleet: dict[str, Any]) -> None:
+    spec = {**fleet["spec"], "exit_after_pass": True, "delay_s": 0.1}
+    procs = [_Proc(spec), _Proc(spec)]
+    try:
+        roles = sorted(p.next_line()[1] for p in procs)
+        assert roles == ["leader", "standby"]
+        leader, standby = procs if procs[0].seen == ["leader"] else procs[::-1]
+        leader.wait_for("pass")
+        assert leader.proc.wait(60) == 0  # it exits and hands over
+        standby.wait_for("leader")
+        standby.wait_for("pass")
+        assert standby.proc.wait(60) == 0
+        planned = [line.split()[1] for line in leader.seen if line.startswith("planned ")]
+        assert sorted(planned) == sorted(fleet["ids"])
+        assert not [line for line in standby.seen if line.startswith("planned ")]
+        _assert_one_plan_each_and_active_grants(fleet)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_a_second_process_on_one_sqlite_file_refuses_with_a_clear_error(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from wattplan.planner._leader import LeaderElection, leader_lock
+
+    url = f"sqlite:///{tmp_path / 'planner.sqlite3'}"
+    store = PlanStore(url)
+    election = LeaderElection(leader_lock(store.engine, table_prefix="wattplan_"))
+    election.start()
+    assert election.is_leader
+    code = (
+        "import sys\n"
+        "from wattplan.exceptions import ConfigurationError\n"
+        "from wattplan.planner import PlanStore\n"
+        "from wattplan.planner._leader import leader_lock\n"
+        f"store = PlanStore({url!r})\n"
+        "try:\n"
+        "    leader_lock(store.engine, table_prefix='wattplan_').try_acquire()\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+
+    def other() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+
+    refused = other()
+    assert refused.returncode == 3, refused.stderr
+    assert "database_url" in refused.stdout
+    assert "SQLite serves one planner process only" in refused.stdout
+    election.stop()  # this process is done: the file is free again
+    assert other().returncode == 0
+    store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"executor": "cluster"}, "executor"),
+        ({"executor": "threads", "dask_address": "tcp://10.0.0.5:8786"}, "dask_address"),
+        ({"executor": "dask", "dask_address": "http://10.0.0.5:8786"}, "dask_address"),
+        ({"leader_check_seconds": 0}, "leader_check_seconds"),
+    ],
+)
+def test_executor_settings_are_checked(tmp_path: Any, extra: dict[str, Any], needle: str) -> None:
+    import yaml
+
+    from wattplan.exceptions import ConfigurationError
+    from wattplan.planner.config import load_config
+
+    raw = {"customers": [{"id": "c1", "factory": "wattplan.planner:demo_household"}], **extra}
+    path = tmp_path / "planner.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=needle):
+        load_config(path)
+
+
+def test_executor_settings_are_read(tmp_path: Any) -> None:
+    import yaml
+
+    from wattplan.planner.config import load_config
+
+    raw = {
+        "customers": [{"id": "c1", "factory": "wattplan.planner:demo_household"}],
+        "executor": "dask",
+        "executor_workers": 3,
+        "dask_address": "tcp://10.0.0.5:8786",
+        "leader_check_seconds": 2.5,
+    }
+    path = tmp_path / "planner.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    config = load_config(path)
+    assert (config.executor, config.executor_workers) == ("dask", 3)
+    assert config.dask_address == "tcp://10.0.0.5:8786"
+    assert config.leader_check_seconds == 2.5
+
+
+@pytest.mark.postgres
+def test_a_leader_whose_session_is_killed_steps_down_and_the_standby_leads(
+    table_prefix: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from wattplan.planner._leader import LeaderElection, PostgresLeaderLock, leader_lock
+
+    from .conftest import POSTGRES_URL, require_service
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    engines = [sa.create_engine(POSTGRES_URL) for _ in range(3)]
+    events: list[str] = []
+    elections = [
+        LeaderElection(
+            leader_lock(engine, table_prefix=table_prefix),
+            check_every=timedelta(seconds=0.2),
+            on_elected=lambda n=n: events.append(f"elected {n}"),
+            on_lost=lambda n=n: events.append(f"lost {n}"),
+        )
+        for n, engine in enumerate(engines[:2])
+    ]
+    try:
+        elections[0].start()
+        elections[1].start()
+        assert [e.is_leader for e in elections] == [True, False]
+        lock = elections[0].lock
+        assert isinstance(lock, PostgresLeaderLock)
+        with engines[2].connect() as admin:  # the leader's session dies under it
+            admin.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND granted "
+                    "AND ((classid::bigint << 32) | objid::bigint) = (:k)::bigint"
+                ),
+                {"k": lock.key},
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not elections[1].is_leader:
+            time.sleep(0.05)
+        assert events[:1] == ["elected 0"]
+        assert "lost 0" in events
+        assert "elected 1" in events
+        assert [e.is_leader for e in elections] == [False, True]
+    finally:
+        for election in elections:
+            election.stop()
+        for engine in engines:
+            engine.dispose()

@@ -31,6 +31,19 @@ class Runtime:
     scheduler: Any
     app: Any | None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    election: Any | None = None
+
+    def start(self) -> None:
+        """Start the leader election; the scheduler runs while this process leads.
+
+        Raises :class:`~wattplan.exceptions.ConfigurationError` when another process holds
+        a SQLite database (SQLite serves one planner process).
+        """
+        if self.election is None:
+            self.scheduler.start()
+            return
+        self.election.start()
+        self.closers.append(self.election.stop)
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -127,6 +140,7 @@ def build_runtime(
             )
         )
     from wattplan.planner._executors import make_executor
+    from wattplan.planner._leader import LeaderElection, leader_lock
 
     executor = make_executor(
         config.executor, workers=config.executor_workers, address=config.dask_address
@@ -153,6 +167,16 @@ def build_runtime(
     )
     closers.append(lambda: scheduler.shutdown(wait=True))
     closers.append(planner.stop)  # runs first: a long pass ends after its current customer
+    election = LeaderElection(
+        leader_lock(store.engine, table_prefix=config.table_prefix),
+        check_every=timedelta(seconds=config.leader_check_seconds),
+        on_elected=scheduler.activate,
+        on_lost=scheduler.standby,
+    )
+
+    def health() -> dict[str, Any]:
+        return {**scheduler.health(), **election.health()}
+
     app = None
     if config.http is not None:
         keys = BearerKeys()
@@ -167,6 +191,6 @@ def build_runtime(
             auth=keys,
             max_body_bytes=config.http.max_body_bytes,
             body_timeout_s=config.http.body_timeout_s,
-            extra_health=scheduler.health,
+            extra_health=health,
         )
-    return Runtime(config, store, planner, scheduler, app, closers)
+    return Runtime(config, store, planner, scheduler, app, closers, election)

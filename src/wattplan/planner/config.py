@@ -17,6 +17,7 @@ settings. Paths are relative to the config file. Example::
     executor: dask                 # where optimizations run: threads | processes | dask
     executor_workers: 2            # processes / embedded Dask workers (default: the cores)
     dask_address: tcp://10.0.0.5:8786   # a Dask cluster; none: an embedded LocalCluster
+    leader_check_seconds: 5        # how often a standby process tries to become the leader
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
     webhooks:
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
@@ -220,6 +221,9 @@ class PlannerConfig(_Model):
         None,
         description="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: an embedded LocalCluster)",
         pattern=r"^(tcp|tls|inproc|ucx)://[^\s/]+$",
+    )
+    leader_check_seconds: float = Field(
+        5.0, gt=0, le=300, description="how often a standby process tries to become the leader"
     )
     deadband: Deadband = Deadband()
     stability: StabilityConfig = StabilityConfig()
