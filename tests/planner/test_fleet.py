@@ -472,6 +472,8 @@ def test_executor_settings_are_read(tmp_path: Any) -> None:
         "executor_workers": 3,
         "dask_address": "tcp://10.0.0.5:8786",
         "leader_check_seconds": 2.5,
+        "price_recheck_minutes": 30,
+        "max_fetches_per_second": 10,
     }
     path = tmp_path / "planner.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -479,6 +481,7 @@ def test_executor_settings_are_read(tmp_path: Any) -> None:
     assert (config.executor, config.executor_workers) == ("dask", 3)
     assert config.dask_address == "tcp://10.0.0.5:8786"
     assert config.leader_check_seconds == 2.5
+    assert (config.price_recheck_minutes, config.max_fetches_per_second) == (30, 10)
 
 
 @pytest.mark.postgres
@@ -530,3 +533,108 @@ def test_a_leader_whose_session_is_killed_steps_down_and_the_standby_leads(
             election.stop()
         for engine in engines:
             engine.dispose()
+
+
+# cheap polls -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        pytest.param(datetime(2026, 1, 20, tzinfo=BERLIN), id="24h"),
+        pytest.param(datetime(2026, 3, 28, tzinfo=BERLIN), id="tomorrow-23h"),
+        pytest.param(datetime(2025, 10, 25, tzinfo=BERLIN), id="tomorrow-25h"),
+        pytest.param(datetime(2026, 3, 29, tzinfo=BERLIN), id="today-23h"),
+        pytest.param(datetime(2025, 10, 26, tzinfo=BERLIN), id="today-25h"),
+    ],
+)
+def test_a_poll_after_the_publication_asks_the_api_nothing(day: datetime, tmp_path: Any) -> None:
+    from datetime import date
+
+    from .conftest import FakeOptimizer, fake_customer, synthetic_prices
+
+    clock = FakeClock(day.replace(hour=15))
+    start = date(day.year, day.month, day.day) - timedelta(days=3)
+    source = FakePriceSource(clock, synthetic_prices(start, 8))
+    store = PlanStore(f"sqlite:///{tmp_path / 'planner.sqlite3'}")
+    planner = Planner(
+        customers=[fake_customer("c1")],
+        store=store,
+        prices=source,
+        clock=clock,
+        optimize=FakeOptimizer(),
+        price_recheck=timedelta(hours=1),
+    )
+    assert planner.run_once().planned == ["c1"]
+    plan = store.latest_plan("c1")
+    assert plan is not None
+    # the plan reaches the end of tomorrow: 23, 24 or 25 hours after today's midnight
+    tomorrow_end = datetime.combine(
+        (day + timedelta(days=2)).date(), datetime.min.time(), tzinfo=BERLIN
+    )
+    assert plan.prices.index[-1] + pd.Timedelta(minutes=15) == tomorrow_end
+    calls = source.calls
+    for _ in range(6):  # the dense polls of the next half hour
+        clock.advance(timedelta(minutes=5))
+        assert planner.run_once().by_outcome(Outcome.UNCHANGED) == ["c1"]
+    assert source.calls == calls  # nothing fetched
+    # a corrected amount is seen within the recheck time
+    corrected = source.prices.copy()
+    evening = (day + timedelta(days=1)).replace(hour=18)
+    corrected[pd.Timestamp(evening).tz_convert("UTC")] += 5.0  # tomorrow 18:00
+    source.prices = corrected
+    clock.advance(timedelta(minutes=35))
+    report = planner.run_once()
+    assert source.calls > calls
+    assert report.planned == ["c1"]
+    newest = store.latest_plan("c1")
+    assert newest is not None
+    assert newest.reason == "amount_changed"
+    store.dispose()
+
+
+def test_a_poll_before_the_publication_still_asks(tmp_path: Any) -> None:
+    from datetime import date
+
+    from .conftest import FakeOptimizer, fake_customer, synthetic_prices
+
+    clock = FakeClock(datetime(2026, 1, 20, 9, tzinfo=BERLIN))
+    source = FakePriceSource(clock, synthetic_prices(date(2026, 1, 15), 14))
+    store = PlanStore(f"sqlite:///{tmp_path / 'planner.sqlite3'}")
+    planner = Planner(
+        customers=[fake_customer("c1")],
+        store=store,
+        prices=source,
+        clock=clock,
+        optimize=FakeOptimizer(),
+    )
+    planner.run_once()
+    calls = source.calls
+    clock.set(datetime(2026, 1, 20, 14, 20, tzinfo=BERLIN))
+    report = planner.run_once()
+    assert source.calls > calls  # tomorrow was missing: the poll had to ask
+    assert report.planned == ["c1"]
+    store.dispose()
+
+
+def test_price_requests_are_spread_to_the_rate_limit() -> None:
+    from wattplan.planner._planner import _RateGate
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    gate = _RateGate(10.0, monotonic=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        gate.wait()
+    assert slept == [0.1, 0.2, 0.3]  # the first goes at once, each next 0.1 s later
+    now[0] += 5.0  # idle for a while: no debt carried over
+    slept.clear()
+    gate.wait()
+    assert slept == []
+    unlimited = _RateGate(None, monotonic=lambda: now[0], sleep=sleep)
+    for _ in range(100):
+        unlimited.wait()
+    assert slept == []

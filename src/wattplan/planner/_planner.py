@@ -17,6 +17,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -204,6 +205,15 @@ class Planner:
     stability:
         A ``wattplan.Stability`` passed along with the previous plan; it replaces the
         scenario's own ``stability`` settings. ``None``: the scenario's.
+    price_recheck:
+        A customer whose stored prices already reach the end of tomorrow (local time), and
+        whose last fetch succeeded less than this long ago, is not fetched again by a poll:
+        nothing new can be published before the next afternoon, and such a poll costs a
+        few database reads instead of an API call. A corrected amount is seen within this
+        time. ``timedelta(0)``: fetch at every poll.
+    max_fetches_per_second:
+        Price requests of one pass are spread to stay below this rate (Nomos has
+        documented 10 requests per second); ``None``: only ``workers`` bounds them.
     fetch_stalled_after:
         A price fetch still running after this long makes health ``degraded`` before its
         deadline (``RetryPolicy.max_call_s``) ends it.
@@ -225,6 +235,8 @@ class Planner:
         max_tries: int = 3,
         previous_plan: bool = True,
         stability: Any = None,
+        price_recheck: timedelta = timedelta(hours=1),
+        max_fetches_per_second: float | None = None,
         fetch_stalled_after: timedelta = timedelta(seconds=20),
     ) -> None:
         self._customers: dict[str, Customer] = {}
@@ -245,6 +257,8 @@ class Planner:
         self._max_horizon = max_horizon
         self._workers = max(1, workers)
         self._executor = executor
+        self._price_recheck = price_recheck
+        self._fetch_gate = _RateGate(max_fetches_per_second)
         self._max_tries = max(1, max_tries)
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
@@ -748,8 +762,10 @@ class Planner:
     def _fetch_days(self, customer: Customer, now: datetime) -> pd.Series:
         today = now.astimezone(_timezone(customer.scenario)).date()
         try:
+            self._fetch_gate.wait()
             return self._prices.fetch_prices(customer, start=today, end=today + timedelta(days=1))
         except PricesNotPublishedError:
+            self._fetch_gate.wait()
             return self._prices.fetch_prices(customer, start=today, end=today)
 
     def _decide(
@@ -760,6 +776,8 @@ class Planner:
         latest = self.store.latest_plan(cid)
         self._live[cid].remember_plan(latest)
         state = self.store.device_state(cid)
+        if fetch_prices and self._prices_complete(customer, latest, before, now):
+            fetch_prices = False  # nothing new can be out yet: no API call
         if fetch_prices or latest is None:
             prices = _clean_prices(self._fetch(customer, now))
         else:
@@ -866,6 +884,39 @@ class Planner:
         )
         return outcome, (stored if created else None)
 
+    def _prices_complete(
+        self,
+        customer: Customer,
+        latest: StoredPlan | None,
+        before: CustomerStatus | None,
+        now: datetime,
+    ) -> bool:
+        """The latest plan's prices reach the end of tomorrow and were fetched recently."""
+        if (
+            latest is None
+            or before is None
+            or before.health is not CustomerHealth.OK
+            or before.last_success_at is None
+            or self._price_recheck <= timedelta(0)
+            or now - before.last_success_at >= self._price_recheck
+        ):
+            return False
+        tz = _timezone(customer.scenario)
+        tomorrow_end = datetime.combine(
+            now.astimezone(tz).date() + timedelta(days=2), datetime.min.time(), tzinfo=tz
+        )
+        prices = latest.prices
+        index = pd.DatetimeIndex(prices.index)
+        if len(index) == 0:
+            return False
+        step = _price_step(index, _resolution(customer.scenario))
+        ahead = prices[index >= pd.Timestamp(floor_to_slot(now, resolution=step))]
+        if len(ahead) == 0 or bool(ahead.isna().any()):
+            return False
+        last_end = pd.DatetimeIndex(ahead.index)[-1] + step
+        slots = (last_end - pd.DatetimeIndex(ahead.index)[0]) / step
+        return bool(last_end >= pd.Timestamp(tomorrow_end) and len(ahead) == round(slots))
+
     def _stability_kwargs(self, latest: StoredPlan | None) -> dict[str, Any]:
         """``previous_plan`` (the latest stored plan's document) and ``stability``."""
         if not self._pass_previous or latest is None:
@@ -914,6 +965,32 @@ class Planner:
                 )
         window = ahead[pd.DatetimeIndex(ahead.index) < pd.Timestamp(end)]
         return start, end, window
+
+
+class _RateGate:
+    """At most ``per_second`` passages a second, spread evenly, across threads."""
+
+    def __init__(
+        self,
+        per_second: float | None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 0.0 if not per_second else 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._monotonic, self._sleep = monotonic, sleep
+
+    def wait(self) -> None:
+        if self._interval <= 0:
+            return
+        with self._lock:
+            now = self._monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
 
 
 def _put(events: queue.SimpleQueue[tuple[str, str, Any]], kind: str, cid: str, f: Any) -> None:

@@ -156,6 +156,8 @@ def build_runtime(
         deadband=config.deadband,
         max_horizon=timedelta(hours=config.max_horizon_hours),
         workers=config.workers,
+        price_recheck=timedelta(minutes=config.price_recheck_minutes),
+        max_fetches_per_second=config.max_fetches_per_second,
         previous_plan=config.stability.enabled,
         stability=config.stability.settings(),
     )

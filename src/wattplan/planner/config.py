@@ -18,6 +18,8 @@ settings. Paths are relative to the config file. Example::
     executor_workers: 2            # processes / embedded Dask workers (default: the cores)
     dask_address: tcp://10.0.0.5:8786   # a Dask cluster; none: an embedded LocalCluster
     leader_check_seconds: 5        # how often a standby process tries to become the leader
+    price_recheck_minutes: 60      # prices complete to tomorrow's end: no fetch for this long
+    max_fetches_per_second: 10     # spread price requests (default: only `workers` bounds them)
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan}
     webhooks:
       - {url: https://hems.example/hooks/plans, secret_env: WATTPLAN_WEBHOOK_SECRET}
@@ -221,6 +223,12 @@ class PlannerConfig(_Model):
         None,
         description="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: an embedded LocalCluster)",
         pattern=r"^(tcp|tls|inproc|ucx)://[^\s/]+$",
+    )
+    price_recheck_minutes: float = Field(
+        60, ge=0, le=24 * 60, description="complete prices are fetched again after, min"
+    )
+    max_fetches_per_second: float | None = Field(
+        None, gt=0, le=1000, description="price requests per second across customers"
     )
     leader_check_seconds: float = Field(
         5.0, gt=0, le=300, description="how often a standby process tries to become the leader"

@@ -150,9 +150,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
 def dumps(value: Any) -> str:
     """JSON with NaN/inf as null and datetimes as ISO 8601 (what the store and sinks send)."""
-    return json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False, default=str)
+    try:
+        # the fast path: the C encoder, for the common document without NaN or infinity
+        # (a plan document is walked in Python only when it has them)
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_default)
+    except (ValueError, TypeError):
+        return json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False, default=str)
 
 
 def state_fingerprint(devices: Mapping[str, Mapping[str, Any]]) -> str:
