@@ -776,13 +776,20 @@ class Planner:
         latest = self.store.latest_plan(cid)
         self._live[cid].remember_plan(latest)
         state = self.store.device_state(cid)
-        if fetch_prices and self._prices_complete(customer, latest, before, now):
-            fetch_prices = False  # nothing new can be out yet: no API call
-        if fetch_prices or latest is None:
-            prices = _clean_prices(self._fetch(customer, now))
+        known = latest.prices if latest is not None else None  # parsed once
+        if (
+            latest is not None
+            and known is not None
+            and (not fetch_prices or self._prices_complete(customer, known, before, now))
+        ):
+            # the stored curve is all there is (no fetch asked, or nothing new can be out
+            # yet): no API call, and the decision is known without comparing curves
+            fetch_prices = False
+            prices = known
+            decision = PriceDecision(PriceChange.UNCHANGED, latest.prices_fingerprint)
         else:
-            prices = latest.prices
-        decision = decide_prices(latest.prices if latest is not None else None, prices)
+            prices = _clean_prices(self._fetch(customer, now))
+            decision = decide_prices(known, prices)
         reasons: list[str] = []
         if latest is None:
             reasons.append("initial")
@@ -887,14 +894,13 @@ class Planner:
     def _prices_complete(
         self,
         customer: Customer,
-        latest: StoredPlan | None,
+        prices: pd.Series,
         before: CustomerStatus | None,
         now: datetime,
     ) -> bool:
         """The latest plan's prices reach the end of tomorrow and were fetched recently."""
         if (
-            latest is None
-            or before is None
+            before is None
             or before.health is not CustomerHealth.OK
             or before.last_success_at is None
             or self._price_recheck <= timedelta(0)
@@ -905,7 +911,6 @@ class Planner:
         tomorrow_end = datetime.combine(
             now.astimezone(tz).date() + timedelta(days=2), datetime.min.time(), tzinfo=tz
         )
-        prices = latest.prices
         index = pd.DatetimeIndex(prices.index)
         if len(index) == 0:
             return False

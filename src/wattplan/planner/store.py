@@ -181,8 +181,10 @@ def _prices_to_json(prices: pd.Series) -> str:
 
 def _prices_from_json(text: str) -> pd.Series:
     rows = json.loads(text)
-    index = pd.DatetimeIndex([pd.Timestamp(r[0]) for r in rows], name="start")
-    index = index.tz_convert("UTC") if len(index) else pd.DatetimeIndex([], tz="UTC", name="start")
+    if rows:  # one vectorised parse, not a Timestamp per row
+        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="start")
+    else:
+        index = pd.DatetimeIndex([], tz="UTC", name="start")
     values = [math.nan if r[1] is None else float(r[1]) for r in rows]
     return pd.Series(values, index=index, name="price_ct_per_kwh", dtype=float)
 
