@@ -5,9 +5,12 @@ injected); ``PlannerScheduler`` (the only user of APScheduler) calls it at poll 
 slot boundaries and after device-state changes; ``create_app`` serves plans and takes device
 state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out.
 
-``PlannerScheduler``, ``create_app``, ``NomosPriceSource``, ``demo_household`` and the config
-models are imported on first use (APScheduler, Starlette and the optimizer stay unloaded
-until then).
+A pass's optimizations run on the pass's threads or on an executor (``ProcessExecutor``,
+``DaskExecutor``); ``LeaderElection`` lets one of several processes on one database lead.
+
+``PlannerScheduler``, ``create_app``, ``NomosPriceSource``, ``demo_household``, the
+executors, the election and the config models are imported on first use (APScheduler,
+Starlette, Dask and the optimizer stay unloaded until then).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ from wattplan.planner.store import (
 )
 
 _LAZY = {
+    "DaskExecutor": "wattplan.planner._executors",
+    "PlanExecutor": "wattplan.planner._executors",
+    "ProcessExecutor": "wattplan.planner._executors",
+    "ThreadExecutor": "wattplan.planner._executors",
+    "LeaderElection": "wattplan.planner._leader",
+    "leader_lock": "wattplan.planner._leader",
     "NomosPriceSource": "wattplan.planner._nomos",
     "demo_household": "wattplan.planner._household",
     "PlannerConfig": "wattplan.planner.config",
@@ -67,14 +76,17 @@ __all__ = [
     "CustomerHealth",
     "CustomerOutcome",
     "CustomerStatus",
+    "DaskExecutor",
     "Deadband",
     "DeviceState",
     "EventTopic",
+    "LeaderElection",
     "MqttSink",
     "NomosPriceSource",
     "OptimizeFn",
     "Outcome",
     "PlanEvent",
+    "PlanExecutor",
     "PlanLike",
     "PlanStore",
     "Planner",
@@ -85,17 +97,20 @@ __all__ = [
     "PriceChange",
     "PriceDecision",
     "PriceSource",
+    "ProcessExecutor",
     "RunReport",
     "ScenarioFactory",
     "ScenarioLike",
     "SlotTrigger",
     "StoredPlan",
     "SystemClock",
+    "ThreadExecutor",
     "WebhookSink",
     "create_app",
     "decide_prices",
     "demo_household",
     "floor_to_slot",
+    "leader_lock",
     "load_config",
     "next_slot_boundary",
     "price_fingerprint",
