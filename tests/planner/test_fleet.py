@@ -638,3 +638,68 @@ def test_price_requests_are_spread_to_the_rate_limit() -> None:
     for _ in range(100):
         unlimited.wait()
     assert slept == []
+
+
+def test_a_pass_keeps_a_bounded_number_of_customers_in_flight(
+    tmp_path: Any, clock: FakeClock, source: FakePriceSource
+) -> None:
+    """Prices and previous plans of 10,000 customers must not sit in memory at once."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from wattplan.planner._solve import solve
+
+    from .conftest import FakeOptimizer, fake_customer
+
+    class Counting:
+        name = "counting"
+        workers = 4
+
+        def __init__(self) -> None:
+            self.pool = ThreadPoolExecutor(4)
+            self.lock = threading.Lock()
+            self.outstanding = 0
+            self.most = 0
+            self.calls = 0
+
+        def _run(self, call: Any) -> Any:
+            time.sleep(0.02)  # keeps calls in flight long enough to overlap
+            return solve(call)
+
+        def submit(self, call: Any) -> Future[Any]:
+            with self.lock:
+                self.calls += 1
+                self.outstanding += 1
+                self.most = max(self.most, self.outstanding)
+            future = self.pool.submit(self._run, call)
+            future.add_done_callback(lambda _: self._finished())
+            return future
+
+        def _finished(self) -> None:
+            with self.lock:
+                self.outstanding -= 1
+
+        def lost(self, exc: BaseException) -> bool:
+            return False
+
+        def close(self) -> None:
+            self.pool.shutdown()
+
+    clock.set(NOW)
+    counting = Counting()
+    store = PlanStore(f"sqlite:///{tmp_path / 'planner.sqlite3'}")
+    planner = Planner(
+        customers=[fake_customer(f"c{i}") for i in range(12)],
+        store=store,
+        prices=source,
+        clock=clock,
+        optimize=FakeOptimizer(),
+        workers=4,
+        executor=counting,
+        max_in_flight=2,
+    )
+    report = planner.run_once()
+    counting.close()
+    assert len(report.planned) == 12
+    assert counting.calls == 12
+    assert counting.most <= 2
+    store.dispose()

@@ -160,7 +160,9 @@ class DaskExecutor:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # loopback only; the scheduler's HTTP endpoint on a free port, not 8787
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
                 silence_logs=logging.WARNING,
             )
             self.client = dd.Client(self._cluster, set_as_default=False)
@@ -171,6 +173,8 @@ class DaskExecutor:
                 raise ConfigurationError(
                     f"dask_address: cannot reach the Dask scheduler ({type(exc).__name__})"
                 ) from exc
+            if workers is None:  # the cluster's threads, to keep them all busy
+                self.workers = max(1, sum(self.client.nthreads().values()))
 
     def __repr__(self) -> str:
         where = "embedded LocalCluster" if self._cluster is not None else "cluster"

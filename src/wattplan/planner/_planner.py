@@ -197,6 +197,10 @@ class Planner:
     max_tries:
         How often a planning call is submitted when its worker is lost before the
         customer's attempt counts as failed.
+    max_in_flight:
+        With an executor: customers between fetching and storing at once (their prices
+        and previous plans are in memory). ``None``: four per thread, or two per executor
+        worker plus one per thread, whichever is more.
     previous_plan:
         Pass each customer's latest stored plan to every re-plan as
         ``optimize(..., previous_plan=document)`` (plan stability: the running slot is
@@ -233,6 +237,7 @@ class Planner:
         workers: int = 1,
         executor: PlanExecutor | None = None,
         max_tries: int = 3,
+        max_in_flight: int | None = None,
         previous_plan: bool = True,
         stability: Any = None,
         price_recheck: timedelta = timedelta(hours=1),
@@ -260,6 +265,7 @@ class Planner:
         self._price_recheck = price_recheck
         self._fetch_gate = _RateGate(max_fetches_per_second)
         self._max_tries = max(1, max_tries)
+        self._max_in_flight = max_in_flight
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
         self._live = {cid: LiveCustomer(cid) for cid in self._customers}
@@ -699,15 +705,32 @@ class Planner:
                 return
             future.add_done_callback(lambda f: events.put(("solved", pending.cid, (pending, f))))
 
+        # Customers enter the pipeline as others leave it: a bounded number of calls,
+        # with their prices and previous plans, are in memory at once, however many
+        # customers the pass has.
+        limit = self._max_in_flight or max(
+            4 * self._workers, 2 * int(getattr(executor, "workers", 1) or 1) + self._workers
+        )
+        waiting = iter(ids)
+
         with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-pass") as io:
-            for cid in ids:
-                io.submit(prepare, cid).add_done_callback(partial(_put, events, "prepared", cid))
+
+            def admit() -> None:
+                cid = next(waiting, None)
+                if cid is not None:
+                    io.submit(prepare, cid).add_done_callback(
+                        partial(_put, events, "prepared", cid)
+                    )
+
+            for _ in range(min(limit, len(ids))):
+                admit()
             while len(done) < len(ids):
                 kind, cid, payload = events.get()
                 if kind == "prepared":
                     step = payload.result()
                     if isinstance(step, CustomerOutcome):
                         done[cid] = step
+                        admit()
                     else:
                         submit(step)
                 elif kind == "solved":
@@ -738,6 +761,7 @@ class Planner:
                     )
                 else:
                     done[cid] = payload.result()
+                    admit()
         return [done[cid] for cid in ids]
 
     def price_fetch_health(self) -> dict[str, Any]:
