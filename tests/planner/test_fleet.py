@@ -703,3 +703,45 @@ def test_a_pass_keeps_a_bounded_number_of_customers_in_flight(
     assert counting.calls == 12
     assert counting.most <= 2
     store.dispose()
+
+
+def test_the_plan_kept_in_memory_is_compact_and_whole(tmp_path: Any) -> None:
+    """The in-memory fallback of 10,000 customers must not hold 10,000 parsed documents."""
+    import sys
+
+    from wattplan.planner._health import LiveCustomer
+
+    store = PlanStore(f"sqlite:///{tmp_path / 'planner.sqlite3'}")
+    rows = [
+        {"start": f"2026-01-20T{h:02d}:00:00+00:00", "car_kw": 11.0 * (h % 2)} for h in range(24)
+    ]
+    document = {"status": "optimal", "schedule": rows * 8, "cost_eur": 1.25}
+    prices = pd.Series(
+        [30.0] * 4, index=pd.date_range("2026-01-20", periods=4, freq="15min", tz="UTC")
+    )
+    store.ensure_customer("c1", now=NOW)
+    stored, _ = store.save_plan(
+        "c1",
+        now=NOW,
+        horizon_start=NOW,
+        horizon_end=NOW + timedelta(hours=1),
+        reason="initial",
+        status="optimal",
+        cost_eur=1.25,
+        baseline_cost_eur=2.0,
+        savings_eur=0.75,
+        prices=prices,
+        prices_fingerprint="fp",
+        device_state={},
+        document=document,
+    )
+    live = LiveCustomer("c1")
+    live.remember_plan(stored)
+    kept = live.plan
+    assert kept is not None
+    assert kept.document == document  # whole again when read
+    assert (kept.id, kept.created_at) == (stored.id, stored.created_at)
+    assert live._kept is not None
+    assert live._kept.document == {}
+    assert len(live._document_z) < sys.getsizeof(str(document)) / 5
+    store.dispose()

@@ -452,12 +452,13 @@ class Planner:
             latest = self.store.latest_plan(customer_id)
             stored = self.store.status(customer_id)
         except StoreError:
-            if live.plan is None:
+            kept = live.plan
+            if kept is None:
                 raise
             status = live.effective(None)
             meta = status.as_dict(moment) if status is not None else {}
             meta.update(stale=True, error_kind="store_error")
-            return {**plan_envelope(live.plan, meta, moment), "source": "memory"}
+            return {**plan_envelope(kept, meta, moment), "source": "memory"}
         live.remember_plan(latest)
         if stored is not None:
             live.status = stored
