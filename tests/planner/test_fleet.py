@@ -745,3 +745,41 @@ def test_the_plan_kept_in_memory_is_compact_and_whole(tmp_path: Any) -> None:
     assert live._kept.document == {}
     assert len(live._document_z) < sys.getsizeof(str(document)) / 5
     store.dispose()
+
+
+def test_the_scheduler_runs_only_while_its_process_leads(
+    tmp_path: Any, clock: FakeClock, source: FakePriceSource
+) -> None:
+    from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
+
+    from wattplan.planner.scheduler import PlannerScheduler
+
+    from .conftest import FakeOptimizer, fake_customer
+
+    clock.set(NOW)
+    store = PlanStore(f"sqlite:///{tmp_path / 'planner.sqlite3'}")
+    planner = Planner(
+        customers=[fake_customer("c1")],
+        store=store,
+        prices=source,
+        clock=clock,
+        optimize=FakeOptimizer(),
+    )
+    polls = threading.Semaphore(0)
+    scheduler = PlannerScheduler(
+        planner, slot=None, jitter=timedelta(0), on_poll=lambda _: polls.release()
+    )
+    try:
+        scheduler.activate()  # elected: started, first poll at once
+        assert polls.acquire(timeout=60)
+        assert scheduler._scheduler.state == STATE_RUNNING
+        assert store.count_plans("c1") == 1
+        scheduler.standby()  # lost the lead: no job runs
+        assert scheduler._scheduler.state == STATE_PAUSED
+        scheduler.activate()  # elected again: resumed, and a takeover poll at once
+        assert polls.acquire(timeout=60)
+        assert scheduler._scheduler.state == STATE_RUNNING
+        assert store.count_plans("c1") == 1  # nothing new: no second plan
+    finally:
+        scheduler.shutdown(wait=True)
+        store.dispose()
