@@ -40,9 +40,12 @@ def _modules_loaded_by(statement: str) -> set[str]:
     return set(out.stdout.split())
 
 
+_IO_DEPENDENCIES = ("httpx", "apscheduler", "sqlalchemy", "starlette", "uvicorn", "paho")
+
+
 def test_optimizer_core_loads_no_io_dependencies() -> None:
     loaded = _modules_loaded_by("import wattplan.optimizer")
-    for forbidden in ("httpx", "apscheduler", "sqlalchemy", "starlette", "uvicorn", "paho"):
+    for forbidden in (*_IO_DEPENDENCIES, "dask", "distributed"):
         assert forbidden not in loaded, f"wattplan.optimizer imported {forbidden}"
 
 
@@ -84,7 +87,22 @@ def test_forecast_and_optimizer_do_not_import_each_other() -> None:
 
 def test_forecast_is_pure() -> None:
     loaded = _modules_loaded_by("import wattplan.forecast")
-    for forbidden in ("httpx", "apscheduler", "sqlalchemy", "starlette", "uvicorn", "paho"):
+    for forbidden in (*_IO_DEPENDENCIES, "dask", "distributed"):
         assert forbidden not in loaded, f"wattplan.forecast imported {forbidden}"
     for edge in ("nomos", "planner", "auth", "sandbox", "optimizer"):
         assert _imports_of("forecast", edge) == {}, edge
+
+
+def test_the_pure_packages_never_import_dask() -> None:
+    """Not even lazily inside a function: the pure core is what Dask ships, never its user."""
+    for package in ("optimizer", "forecast"):
+        root = Path(wattplan.__file__).parent / package
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                tops = {name.split(".")[0] for name in names}
+                assert not tops & {"dask", "distributed"}, f"{path.name} imports {tops}"

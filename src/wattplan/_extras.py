@@ -46,7 +46,7 @@ __all__ = [
 CORE = "core"
 """Pseudo-extra of the requirements in ``[project] dependencies``."""
 
-EXTRAS = ("nomos", "auth", "sandbox", "planner", "mqtt", "plot", "forecast", "postgres")
+EXTRAS = ("nomos", "auth", "sandbox", "planner", "mqtt", "plot", "forecast", "postgres", "dask")
 """The feature extras, in the order the README lists them (``all`` is their union)."""
 
 INCLUDES: Mapping[str, tuple[str, ...]] = {
@@ -96,6 +96,7 @@ PROVIDERS: Mapping[str, Provider] = {
     "holidays": Provider("holidays", ("forecast",)),
     "pvlib": Provider("pvlib", ("forecast",)),
     "psycopg": Provider("psycopg", ("postgres",)),
+    "distributed": Provider("distributed", ("dask",)),
 }
 
 FEATURES: Mapping[str, str] = {

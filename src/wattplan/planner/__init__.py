@@ -8,9 +8,12 @@ state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans o
 ``HouseholdPlanning`` plans a customer from a household profile on forecasts that the
 planner refreshes daily from the customer's own usage (``UsageSettings``).
 
+A pass's optimizations run on the pass's threads or on an executor (``ProcessExecutor``,
+``DaskExecutor``); ``LeaderElection`` lets one of several processes on one database lead.
+
 ``PlannerScheduler``, ``create_app``, ``HomeAssistantBridge``, ``NomosPriceSource``,
-``demo_household`` and the config models are imported on first use (APScheduler, Starlette
-and the optimizer stay unloaded until then).
+``demo_household``, the executors, the election and the config models are imported on first
+use (APScheduler, Starlette, Dask and the optimizer stay unloaded until then).
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ with _requires("planner", feature="wattplan.planner"):
     )
 
 _LAZY = {
+    "DaskExecutor": "wattplan.planner._executors",
+    "PlanExecutor": "wattplan.planner._executors",
+    "ProcessExecutor": "wattplan.planner._executors",
+    "ThreadExecutor": "wattplan.planner._executors",
+    "LeaderElection": "wattplan.planner._leader",
+    "leader_lock": "wattplan.planner._leader",
     "NomosPriceSource": "wattplan.planner._nomos",
     "demo_household": "wattplan.planner._household",
     "PlannerConfig": "wattplan.planner.config",
@@ -81,16 +90,19 @@ __all__ = [
     "CustomerHealth",
     "CustomerOutcome",
     "CustomerStatus",
+    "DaskExecutor",
     "Deadband",
     "DeviceState",
     "EventTopic",
     "HomeAssistantBridge",
     "HouseholdPlanning",
+    "LeaderElection",
     "MqttSink",
     "NomosPriceSource",
     "OptimizeFn",
     "Outcome",
     "PlanEvent",
+    "PlanExecutor",
     "PlanLike",
     "PlanStore",
     "Planner",
@@ -101,12 +113,14 @@ __all__ = [
     "PriceChange",
     "PriceDecision",
     "PriceSource",
+    "ProcessExecutor",
     "RunReport",
     "ScenarioFactory",
     "ScenarioLike",
     "SlotTrigger",
     "StoredPlan",
     "SystemClock",
+    "ThreadExecutor",
     "UsageSettings",
     "UsageSource",
     "UsageStatus",
@@ -115,6 +129,7 @@ __all__ = [
     "decide_prices",
     "demo_household",
     "floor_to_slot",
+    "leader_lock",
     "load_config",
     "next_slot_boundary",
     "price_fingerprint",

@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
             len(config.customers),
             runtime.store.engine.url.render_as_string(hide_password=True),
         )
-        runtime.scheduler.start()
+        runtime.start()
         if runtime.app is not None and config.http is not None:
             with serve_in_thread(
                 runtime.app,

@@ -16,12 +16,15 @@ import contextlib
 import inspect
 import logging
 import math
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,21 +33,27 @@ import pandas as pd
 from wattplan.exceptions import (
     AccessError,
     AuthError,
-    NomosError,
-    OptimizationError,
     PlannerError,
     PricesNotPublishedError,
-    ReauthorizationRequiredError,
     ScenarioError,
     StoreError,
     WattplanError,
 )
 from wattplan.planner._events import EventTopic, PlanEvent
+from wattplan.planner._executors import PlanExecutor
 from wattplan.planner._health import FetchHealth, LiveCustomer
-from wattplan.planner._prices import PriceChange, decide_prices
+from wattplan.planner._prices import PriceChange, PriceDecision, decide_prices
+from wattplan.planner._solve import (
+    BAD_STATUSES,
+    PlanningCall,
+    SolvedPlan,
+    classify,
+    default_optimize,
+    safe_message,
+    solve,
+)
 from wattplan.planner._state import (
     Deadband,
-    live_state,
     significant_change,
     validate_device_state,
 )
@@ -65,7 +74,6 @@ __all__ = ["CustomerOutcome", "Outcome", "Planner", "RunReport", "default_optimi
 
 logger = logging.getLogger(__name__)
 
-_BAD_STATUSES = {"infeasible", "error"}
 # failures that only a successful price fetch clears (a re-plan on stored prices does not)
 _FETCH_ERRORS = {"api_error", "auth_error", "reauthorization_required", "prices_missing"}
 
@@ -84,6 +92,7 @@ class CustomerOutcome:
     reason: str = ""
     plan_id: int | None = None
     error_kind: str | None = None
+    optimize_s: float = 0.0  # time spent in the optimizer itself (on whichever worker)
 
 
 @dataclass(slots=True)
@@ -102,16 +111,26 @@ class RunReport:
     def failed(self) -> list[str]:
         return self.by_outcome(Outcome.FAILED)
 
+    @property
+    def optimize_seconds(self) -> float:
+        """The sum of the pure optimizer times of this pass (the floor of its cost)."""
+        return sum(o.optimize_s for o in self.outcomes)
 
-def default_optimize(
-    scenario: Any, prices: pd.Series, *, previous_plan: Any = None, stability: Any = None
-) -> Any:
-    """``wattplan.optimize(scenario, prices=prices, ...)``, imported on first use."""
-    import wattplan
 
-    return wattplan.optimize(
-        scenario, prices=prices, previous_plan=previous_plan, stability=stability
-    )
+@dataclass(slots=True)
+class _Pending:
+    """A customer between deciding to plan and storing the plan (its lock is held)."""
+
+    cid: str
+    call: PlanningCall
+    before: CustomerStatus | None
+    reasons: list[str]
+    prices: pd.Series
+    decision: PriceDecision
+    devices: dict[str, dict[str, Any]]
+    attempt: str
+    fetched: bool
+    tries: int = 0
 
 
 def _takes_previous_plan(fn: Callable[..., Any]) -> bool:
@@ -142,37 +161,12 @@ def _timezone(scenario: Any) -> ZoneInfo:
     return value if isinstance(value, ZoneInfo) else ZoneInfo(str(value))
 
 
-def _status_value(plan: Any) -> str:
-    status = getattr(plan, "status", "error")
-    return str(getattr(status, "value", status))
-
-
 def _error_kind(exc: BaseException) -> tuple[str, CustomerHealth]:
-    if isinstance(exc, ReauthorizationRequiredError):
-        return "reauthorization_required", CustomerHealth.REAUTHORIZATION_REQUIRED
-    if isinstance(exc, PricesNotPublishedError):
-        return "prices_missing", CustomerHealth.ERROR
-    if isinstance(exc, NomosError):
-        return "api_error", CustomerHealth.ERROR
-    if isinstance(exc, AuthError):
-        return "auth_error", CustomerHealth.ERROR
-    if isinstance(exc, ScenarioError):
-        return "invalid_scenario", CustomerHealth.ERROR
-    if isinstance(exc, OptimizationError):
-        return "solver_error", CustomerHealth.ERROR
-    if isinstance(exc, StoreError):
-        return "store_error", CustomerHealth.ERROR
-    if isinstance(exc, PlannerError):
-        return "planner_error", CustomerHealth.ERROR
-    return "internal_error", CustomerHealth.ERROR
+    kind, health = classify(exc)
+    return kind, CustomerHealth(health)
 
 
-def _safe_message(exc: BaseException) -> str:
-    # Our own errors never carry secrets (house rule); a foreign error's text might,
-    # so only its type is recorded.
-    if isinstance(exc, WattplanError):
-        return str(exc)
-    return f"unexpected {type(exc).__name__}"
+_safe_message = safe_message
 
 
 class Planner:
@@ -197,7 +191,19 @@ class Planner:
     max_horizon:
         The longest window planned at once (prices may reach further).
     workers:
-        Customers planned in parallel threads within one pass.
+        Customers handled in parallel threads within one pass (fetching, deciding,
+        storing; with the default executor also the optimization).
+    executor:
+        Where the pure planning calls run (``ProcessExecutor``, ``DaskExecutor``; see
+        ``wattplan.planner._executors``). ``None``: on the pass's own threads. The caller
+        owns the executor and closes it.
+    max_tries:
+        How often a planning call is submitted when its worker is lost before the
+        customer's attempt counts as failed.
+    max_in_flight:
+        With an executor: customers between fetching and storing at once (their prices
+        and previous plans are in memory). ``None``: four per thread, or two per executor
+        worker plus one per thread, whichever is more.
     previous_plan:
         Pass each customer's latest stored plan to every re-plan as
         ``optimize(..., previous_plan=document)`` (plan stability: the running slot is
@@ -206,6 +212,15 @@ class Planner:
     stability:
         A ``wattplan.Stability`` passed along with the previous plan; it replaces the
         scenario's own ``stability`` settings. ``None``: the scenario's.
+    price_recheck:
+        A customer whose stored prices already reach the end of tomorrow (local time), and
+        whose last fetch succeeded less than this long ago, is not fetched again by a poll:
+        nothing new can be published before the next afternoon, and such a poll costs a
+        few database reads instead of an API call. A corrected amount is seen within this
+        time. ``timedelta(0)``: fetch at every poll.
+    max_fetches_per_second:
+        Price requests of one pass are spread to stay below this rate (Nomos has
+        documented 10 requests per second); ``None``: only ``workers`` bounds them.
     fetch_stalled_after:
         A price fetch still running after this long makes health ``degraded`` before its
         deadline (``RetryPolicy.max_call_s``) ends it.
@@ -228,8 +243,13 @@ class Planner:
         deadband: Deadband | None = None,
         max_horizon: timedelta = timedelta(hours=48),
         workers: int = 1,
+        executor: PlanExecutor | None = None,
+        max_tries: int = 3,
+        max_in_flight: int | None = None,
         previous_plan: bool = True,
         stability: Any = None,
+        price_recheck: timedelta = timedelta(hours=1),
+        max_fetches_per_second: float | None = None,
         fetch_stalled_after: timedelta = timedelta(seconds=20),
         usage: UsageSource | None = None,
         usage_settings: UsageSettings | None = None,
@@ -255,6 +275,11 @@ class Planner:
         self._deadband = deadband or Deadband()
         self._max_horizon = max_horizon
         self._workers = max(1, workers)
+        self._executor = executor
+        self._price_recheck = price_recheck
+        self._fetch_gate = _RateGate(max_fetches_per_second)
+        self._max_tries = max(1, max_tries)
+        self._max_in_flight = max_in_flight
         self._state_listeners: list[Callable[[str], None]] = []
         self._locks = {cid: threading.Lock() for cid in self._customers}
         self._live = {cid: LiveCustomer(cid) for cid in self._customers}
@@ -312,14 +337,17 @@ class Planner:
                 return CustomerOutcome(cid, Outcome.SKIPPED, "shutting down")
             return self._run_customer(cid, moment, fetch_prices=fetch_prices)
 
-        if self._workers == 1 or len(ids) <= 1:
+        if self._executor is not None and ids:
+            report.outcomes = self._run_pipeline(ids, moment, fetch_prices=fetch_prices)
+        elif self._workers == 1 or len(ids) <= 1:
             report.outcomes = [one(cid) for cid in ids]
         else:
             with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-plan") as pool:
                 report.outcomes = list(pool.map(one, ids))
         logger.info(
-            "planner pass at %s: %d planned, %d unchanged, %d failed",
+            "planner pass at %s%s: %d planned, %d unchanged, %d failed",
             moment.isoformat(),
+            "" if self._executor is None else f" on {self._executor.name}",
             len(report.planned),
             len(report.by_outcome(Outcome.UNCHANGED)),
             len(report.failed),
@@ -438,12 +466,13 @@ class Planner:
             latest = self.store.latest_plan(customer_id)
             stored = self.store.status(customer_id)
         except StoreError:
-            if live.plan is None:
+            kept = live.plan
+            if kept is None:
                 raise
             status = live.effective(None)
             meta = status.as_dict(moment) if status is not None else {}
             meta.update(stale=True, error_kind="store_error")
-            return {**plan_envelope(live.plan, meta, moment), "source": "memory"}
+            return {**plan_envelope(kept, meta, moment), "source": "memory"}
         live.remember_plan(latest)
         if stored is not None:
             live.status = stored
@@ -639,33 +668,15 @@ class Planner:
             before = self._stored_status(cid)
             created: StoredPlan | None = None
             try:
-                outcome, created = self._plan_customer(
-                    cid, now, fetch_prices=fetch_prices, before=before
-                )
-            except Exception as exc:  # one customer never stops the others
-                kind, health = _error_kind(exc)
-                message = _safe_message(exc)
-                if isinstance(exc, WattplanError):
-                    logger.warning("customer %s: %s: %s", cid, kind, message)
+                step = self._decide(cid, now, fetch_prices=fetch_prices, before=before)
+                if isinstance(step, CustomerOutcome):
+                    outcome = step
                 else:
-                    logger.exception("customer %s: unexpected failure", cid)
-                try:
-                    self._record_failure(cid, now, kind=kind, message=message, health=health)
-                except PlannerError as again:
-                    logger.warning(
-                        "customer %s: the failure is kept in memory only: %s",
-                        cid,
-                        _safe_message(again),
-                    )
-                outcome = CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
-            after = self._stored_status(cid)
-            if created is not None:
-                meta = after.as_dict(now) if after is not None else {}
-                self._emit(
-                    PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(created, meta, now))
-                )
-            if after is not None and (before is None or before.health != after.health):
-                self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
+                    solved = solve(step.call, catch=False)
+                    outcome, created = self._store_result(step, now, solved)
+            except Exception as exc:  # one customer never stops the others
+                outcome = self._failed(cid, now, exc)
+            self._announce(cid, now, before, created)
             return outcome
 
     def _refresh_usage(self, cid: str, now: datetime) -> None:
@@ -679,6 +690,162 @@ class Planner:
                 refresh_usage(customer, planning, self._usage, now, self._usage_settings)
         except Exception as exc:  # e.g. the store: planning goes on on the last forecast
             logger.warning("customer %s: usage refresh failed: %s", cid, _safe_message(exc))
+
+    def _failed(self, cid: str, now: datetime, exc: BaseException) -> CustomerOutcome:
+        kind, health = _error_kind(exc)
+        message = _safe_message(exc)
+        if isinstance(exc, WattplanError):
+            logger.warning("customer %s: %s: %s", cid, kind, message)
+        else:
+            logger.error("customer %s: unexpected failure", cid, exc_info=exc)
+        return self._failure_outcome(cid, now, kind, message, health)
+
+    def _failure_outcome(
+        self, cid: str, now: datetime, kind: str, message: str, health: CustomerHealth
+    ) -> CustomerOutcome:
+        try:
+            self._record_failure(cid, now, kind=kind, message=message, health=health)
+        except PlannerError as again:
+            logger.warning(
+                "customer %s: the failure is kept in memory only: %s",
+                cid,
+                _safe_message(again),
+            )
+        return CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
+
+    def _announce(
+        self, cid: str, now: datetime, before: CustomerStatus | None, created: StoredPlan | None
+    ) -> None:
+        after = self._stored_status(cid)
+        if created is not None:
+            meta = after.as_dict(now) if after is not None else {}
+            self._emit(
+                PlanEvent(EventTopic.PLAN_CREATED, cid, now, plan_envelope(created, meta, now))
+            )
+        if after is not None and (before is None or before.health != after.health):
+            self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
+
+    # a pass on an executor -----------------------------------------------------------------
+
+    def _run_pipeline(
+        self, ids: list[str], moment: datetime, *, fetch_prices: bool
+    ) -> list[CustomerOutcome]:
+        """Fetch and decide on threads, solve on the executor, store as results arrive.
+
+        Each customer's lock is held from deciding to storing. A call whose worker was
+        lost is submitted again (``max_tries``); any other failure is that customer's.
+        """
+        executor = self._executor
+        assert executor is not None
+        events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
+        done: dict[str, CustomerOutcome] = {}
+
+        def prepare(cid: str) -> CustomerOutcome | _Pending:
+            if self._stopping.is_set():
+                return CustomerOutcome(cid, Outcome.SKIPPED, "shutting down")
+            lock = self._locks[cid]
+            lock.acquire()
+            keep = False
+            try:
+                self._refresh_usage(cid, moment)
+                before = self._stored_status(cid)
+                try:
+                    step = self._decide(cid, moment, fetch_prices=fetch_prices, before=before)
+                except Exception as exc:
+                    outcome = self._failed(cid, moment, exc)
+                    self._announce(cid, moment, before, None)
+                    return outcome
+                if isinstance(step, CustomerOutcome):
+                    self._announce(cid, moment, before, None)
+                    return step
+                keep = True  # released by finish()
+                return step
+            finally:
+                if not keep:
+                    lock.release()
+
+        def finish(pending: _Pending, result: SolvedPlan | BaseException) -> CustomerOutcome:
+            cid = pending.cid
+            created: StoredPlan | None = None
+            try:
+                try:
+                    if isinstance(result, BaseException):
+                        raise result
+                    outcome, created = self._store_result(pending, moment, result)
+                except Exception as exc:
+                    outcome = self._failed(cid, moment, exc)
+                self._announce(cid, moment, pending.before, created)
+                return outcome
+            finally:
+                self._locks[cid].release()
+
+        def submit(pending: _Pending) -> None:
+            pending.tries += 1
+            try:
+                future = executor.submit(pending.call)
+            except Exception as exc:
+                events.put(("solved", pending.cid, (pending, exc)))
+                return
+            future.add_done_callback(lambda f: events.put(("solved", pending.cid, (pending, f))))
+
+        # Customers enter the pipeline as others leave it: a bounded number of calls,
+        # with their prices and previous plans, are in memory at once, however many
+        # customers the pass has.
+        limit = self._max_in_flight or max(
+            4 * self._workers, 2 * int(getattr(executor, "workers", 1) or 1) + self._workers
+        )
+        waiting = iter(ids)
+
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="wattplan-pass") as io:
+
+            def admit() -> None:
+                cid = next(waiting, None)
+                if cid is not None:
+                    io.submit(prepare, cid).add_done_callback(
+                        partial(_put, events, "prepared", cid)
+                    )
+
+            for _ in range(min(limit, len(ids))):
+                admit()
+            while len(done) < len(ids):
+                kind, cid, payload = events.get()
+                if kind == "prepared":
+                    step = payload.result()
+                    if isinstance(step, CustomerOutcome):
+                        done[cid] = step
+                        admit()
+                    else:
+                        submit(step)
+                elif kind == "solved":
+                    pending, future = payload
+                    result: SolvedPlan | BaseException
+                    if isinstance(future, BaseException):
+                        result = future
+                    else:
+                        try:
+                            result = future.result()
+                        except BaseException as exc:
+                            result = exc
+                    if isinstance(result, BaseException) and executor.lost(result):
+                        if pending.tries < self._max_tries and not self._stopping.is_set():
+                            logger.warning(
+                                "customer %s: planning worker lost (%s); submitting again",
+                                cid,
+                                type(result).__name__,
+                            )
+                            submit(pending)
+                            continue
+                        result = PlannerError(
+                            f"the planning call for customer {cid} lost its worker "
+                            f"{pending.tries} times ({type(result).__name__})"
+                        )
+                    io.submit(finish, pending, result).add_done_callback(
+                        partial(_put, events, "finished", cid)
+                    )
+                else:
+                    done[cid] = payload.result()
+                    admit()
+        return [done[cid] for cid in ids]
 
     def price_fetch_health(self) -> dict[str, Any]:
         """How price fetches went: last success and error, failures in a row, hanging calls."""
@@ -702,23 +869,34 @@ class Planner:
     def _fetch_days(self, customer: Customer, now: datetime) -> pd.Series:
         today = now.astimezone(_timezone(customer.scenario)).date()
         try:
+            self._fetch_gate.wait()
             return self._prices.fetch_prices(customer, start=today, end=today + timedelta(days=1))
         except PricesNotPublishedError:
+            self._fetch_gate.wait()
             return self._prices.fetch_prices(customer, start=today, end=today)
 
-    def _plan_customer(
+    def _decide(
         self, cid: str, now: datetime, *, fetch_prices: bool, before: CustomerStatus | None
-    ) -> tuple[CustomerOutcome, StoredPlan | None]:
-        """Decide and maybe plan; returns the outcome and the plan if a new one was stored."""
+    ) -> CustomerOutcome | _Pending:
+        """Fetch and decide; an outcome when nothing is to be planned, else the pending call."""
         customer = self._customers[cid]
         latest = self.store.latest_plan(cid)
         self._live[cid].remember_plan(latest)
         state = self.store.device_state(cid)
-        if fetch_prices or latest is None:
-            prices = _clean_prices(self._fetch(customer, now))
+        known = latest.prices if latest is not None else None  # parsed once
+        if (
+            latest is not None
+            and known is not None
+            and (not fetch_prices or self._prices_complete(customer, known, before, now))
+        ):
+            # the stored curve is all there is (no fetch asked, or nothing new can be out
+            # yet): no API call, and the decision is known without comparing curves
+            fetch_prices = False
+            prices = known
+            decision = PriceDecision(PriceChange.UNCHANGED, latest.prices_fingerprint)
         else:
-            prices = latest.prices
-        decision = decide_prices(latest.prices if latest is not None else None, prices)
+            prices = _clean_prices(self._fetch(customer, now))
+            decision = decide_prices(known, prices)
         reasons: list[str] = []
         if latest is None:
             reasons.append("initial")
@@ -732,54 +910,129 @@ class Planner:
         if not reasons:
             if fetch_prices:  # only a successful fetch proves the API is back
                 self._record_success(cid, now, attempt)
-            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged"), None
+            return CustomerOutcome(cid, Outcome.UNCHANGED, "unchanged")
         if (
             before is not None
             and before.health is CustomerHealth.ERROR
             and before.error_kind in ("invalid_scenario", "infeasible")
             and self.store.attempt_key(cid) == attempt
         ):
-            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before"), None
+            return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before")
 
         start, end, window = self._window(customer, now, prices)
-        scenario = _scenario_for(customer, start, end, window)
-        for device, fields in state.devices.items():
-            scenario = scenario.with_device_state(device, **live_state(fields, now))
-        plan = self._optimize(scenario, window, **self._stability_kwargs(latest))
-        status = _status_value(plan)
-        if status in _BAD_STATUSES:
+        call = PlanningCall(
+            customer_id=cid,
+            optimize=self._optimize,
+            # a household's scenario is composed here: it reads the forecasts from the store
+            scenario=(
+                customer.household.scenario(start, end, prices=window)
+                if customer.household is not None
+                else customer.scenario
+            ),
+            factory=None if customer.household is not None else customer.scenario_factory,
+            start=start,
+            end=end,
+            now=now,
+            device_state=state.devices,
+            prices=window,
+            kwargs=self._stability_kwargs(latest),
+        )
+        return _Pending(
+            cid=cid,
+            call=call,
+            before=before,
+            reasons=reasons,
+            prices=prices,
+            decision=decision,
+            devices=state.devices,
+            attempt=attempt,
+            fetched=fetch_prices,
+        )
+
+    def _store_result(
+        self, pending: _Pending, now: datetime, solved: SolvedPlan
+    ) -> tuple[CustomerOutcome, StoredPlan | None]:
+        """Store a solved plan (or record why there is none); the plan if a new one was stored."""
+        cid, call = pending.cid, pending.call
+        if solved.failed:
+            kind = solved.error_kind or "internal_error"
+            message = solved.error or "the planning call failed"
+            logger.warning("customer %s: %s: %s", cid, kind, message)
+            health = CustomerHealth(solved.health or CustomerHealth.ERROR.value)
+            return self._failure_outcome(cid, now, kind, message, health), None
+        status = solved.status
+        if status in BAD_STATUSES or solved.document is None:
             message = f"the optimizer returned a plan with status {status}"
-            self._record_failure(cid, now, kind="infeasible", message=message, attempt=attempt)
+            self._record_failure(
+                cid, now, kind="infeasible", message=message, attempt=pending.attempt
+            )
             logger.warning("customer %s: %s", cid, message)
-            return CustomerOutcome(cid, Outcome.FAILED, error_kind="infeasible"), None
+            outcome = CustomerOutcome(
+                cid, Outcome.FAILED, error_kind="infeasible", optimize_s=solved.optimize_s
+            )
+            return outcome, None
         stored, created = self.store.save_plan(
             cid,
             now=now,
-            horizon_start=start,
-            horizon_end=end,
-            reason="+".join(reasons),
+            horizon_start=call.start,
+            horizon_end=call.end,
+            reason="+".join(pending.reasons),
             status=status,
-            cost_eur=_num(getattr(plan, "cost_eur", None)),
-            baseline_cost_eur=_num(getattr(plan, "baseline_cost_eur", None)),
-            savings_eur=_num(getattr(plan, "savings_eur", None)),
-            prices=prices,
-            prices_fingerprint=decision.fingerprint,
-            device_state=state.devices,
-            document=plan.to_dict(),
+            cost_eur=solved.cost_eur,
+            baseline_cost_eur=solved.baseline_cost_eur,
+            savings_eur=solved.savings_eur,
+            prices=pending.prices,
+            prices_fingerprint=pending.decision.fingerprint,
+            device_state=pending.devices,
+            document=solved.document,
         )
         self._live[cid].remember_plan(stored)
-        if fetch_prices or before is None or before.error_kind not in _FETCH_ERRORS:
-            self._record_success(cid, now, attempt)
+        before = pending.before
+        if pending.fetched or before is None or before.error_kind not in _FETCH_ERRORS:
+            self._record_success(cid, now, pending.attempt)
         logger.info(
             "customer %s: plan %d (%s), %s to %s",
             cid,
             stored.id,
             stored.reason,
-            start.isoformat(),
-            end.isoformat(),
+            call.start.isoformat(),
+            call.end.isoformat(),
         )
-        outcome = CustomerOutcome(cid, Outcome.PLANNED, stored.reason, stored.id)
+        outcome = CustomerOutcome(
+            cid, Outcome.PLANNED, stored.reason, stored.id, optimize_s=solved.optimize_s
+        )
         return outcome, (stored if created else None)
+
+    def _prices_complete(
+        self,
+        customer: Customer,
+        prices: pd.Series,
+        before: CustomerStatus | None,
+        now: datetime,
+    ) -> bool:
+        """The latest plan's prices reach the end of tomorrow and were fetched recently."""
+        if (
+            before is None
+            or before.health is not CustomerHealth.OK
+            or before.last_success_at is None
+            or self._price_recheck <= timedelta(0)
+            or now - before.last_success_at >= self._price_recheck
+        ):
+            return False
+        tz = _timezone(customer.scenario)
+        tomorrow_end = datetime.combine(
+            now.astimezone(tz).date() + timedelta(days=2), datetime.min.time(), tzinfo=tz
+        )
+        index = pd.DatetimeIndex(prices.index)
+        if len(index) == 0:
+            return False
+        step = _price_step(index, _resolution(customer.scenario))
+        ahead = prices[index >= pd.Timestamp(floor_to_slot(now, resolution=step))]
+        if len(ahead) == 0 or bool(ahead.isna().any()):
+            return False
+        last_end = pd.DatetimeIndex(ahead.index)[-1] + step
+        slots = (last_end - pd.DatetimeIndex(ahead.index)[0]) / step
+        return bool(last_end >= pd.Timestamp(tomorrow_end) and len(ahead) == round(slots))
 
     def _stability_kwargs(self, latest: StoredPlan | None) -> dict[str, Any]:
         """``previous_plan`` (the latest stored plan's document) and ``stability``."""
@@ -831,16 +1084,34 @@ class Planner:
         return start, end, window
 
 
-def _scenario_for(customer: Customer, start: datetime, end: datetime, prices: pd.Series) -> Any:
-    if customer.household is not None:
-        return customer.household.scenario(start, end, prices=prices)
-    if customer.scenario_factory is not None:
-        return customer.scenario_factory(start, end)
-    base = customer.scenario
-    horizon = getattr(base, "horizon", None)
-    if callable(horizon):
-        return horizon(start, end)
-    return base.model_copy(update={"start": start, "end": end})
+class _RateGate:
+    """At most ``per_second`` passages a second, spread evenly, across threads."""
+
+    def __init__(
+        self,
+        per_second: float | None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 0.0 if not per_second else 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._monotonic, self._sleep = monotonic, sleep
+
+    def wait(self) -> None:
+        if self._interval <= 0:
+            return
+        with self._lock:
+            now = self._monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+def _put(events: queue.SimpleQueue[tuple[str, str, Any]], kind: str, cid: str, f: Any) -> None:
+    events.put((kind, cid, f))
 
 
 def _moment(value: Any) -> datetime | None:
@@ -867,15 +1138,6 @@ def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:
     if len(index) > 1:
         return pd.Timedelta(pd.Series(index[1:] - index[:-1]).min())
     return pd.Timedelta(resolution)
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _clean_prices(prices: pd.Series) -> pd.Series:

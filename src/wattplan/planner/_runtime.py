@@ -79,6 +79,19 @@ class Runtime:
     scheduler: Any
     app: Any | None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    election: Any | None = None
+
+    def start(self) -> None:
+        """Start the leader election; the scheduler runs while this process leads.
+
+        Raises :class:`~wattplan.exceptions.ConfigurationError` when another process holds
+        a SQLite database (SQLite serves one planner process).
+        """
+        if self.election is None:
+            self.scheduler.start()
+            return
+        self.election.start()
+        self.closers.append(self.election.stop)
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -162,14 +175,25 @@ def build_runtime(
         closers.append(webhook.close)
         sinks.append(webhook)
     customers = customers_from_config(config, store, now=datetime.now(UTC))
+    from wattplan.planner._executors import make_executor
+    from wattplan.planner._leader import LeaderElection, leader_lock
+
+    executor = make_executor(
+        config.executor, workers=config.executor_workers, address=config.dask_address
+    )
+    if executor is not None:
+        closers.append(executor.close)
     planner = Planner(
         customers=customers,
+        executor=executor,
         store=store,
         prices=price_source,
         sinks=sinks,
         deadband=config.deadband,
         max_horizon=timedelta(hours=config.max_horizon_hours),
         workers=config.workers,
+        price_recheck=timedelta(minutes=config.price_recheck_minutes),
+        max_fetches_per_second=config.max_fetches_per_second,
         previous_plan=config.stability.enabled,
         stability=config.stability.settings(),
         usage_settings=config.usage.settings(),
@@ -195,6 +219,16 @@ def build_runtime(
         )
         closers.append(bridge.close)  # before the sink closes (closers run in reverse)
         bridge.start(planner)
+    election = LeaderElection(
+        leader_lock(store.engine, table_prefix=config.table_prefix),
+        check_every=timedelta(seconds=config.leader_check_seconds),
+        on_elected=scheduler.activate,
+        on_lost=scheduler.standby,
+    )
+
+    def health() -> dict[str, Any]:
+        return {**scheduler.health(), **election.health()}
+
     app = None
     if config.http is not None:
         keys = BearerKeys()
@@ -209,6 +243,6 @@ def build_runtime(
             auth=keys,
             max_body_bytes=config.http.max_body_bytes,
             body_timeout_s=config.http.body_timeout_s,
-            extra_health=scheduler.health,
+            extra_health=health,
         )
-    return Runtime(config, store, planner, scheduler, app, closers)
+    return Runtime(config, store, planner, scheduler, app, closers, election)

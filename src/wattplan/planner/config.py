@@ -13,6 +13,13 @@ settings. Paths are relative to the config file. Example::
     http: {host: 127.0.0.1, port: 8080, header_timeout_s: 10, body_timeout_s: 10,
            keep_alive_s: 5, max_connections: 200}
     stability: {enabled: true, ct_per_kwh: 0.5, hours: 6}   # re-plans keep to the last plan
+    workers: 4                     # threads that fetch, decide and store within a pass
+    executor: dask                 # where optimizations run: threads | processes | dask
+    executor_workers: 2            # processes / embedded Dask workers (default: the cores)
+    dask_address: tcp://10.0.0.5:8786   # a Dask cluster; none: an embedded LocalCluster
+    leader_check_seconds: 5        # how often a standby process tries to become the leader
+    price_recheck_minutes: 60      # prices complete to tomorrow's end: no fetch for this long
+    max_fetches_per_second: 10     # spread price requests (default: only `workers` bounds them)
     mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: wattplan,
            homeassistant: {enabled: true, discovery_prefix: homeassistant}}
     webhooks:
@@ -35,7 +42,7 @@ import importlib
 import os
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -275,7 +282,27 @@ class PlannerConfig(_Model):
     polling: PollingConfig = PollingConfig()
     slot_minutes: int = Field(15, description="slot-boundary job period")
     max_horizon_hours: float = Field(48, gt=0, le=24 * 7)
-    workers: int = Field(4, ge=1, le=64)
+    workers: int = Field(4, ge=1, le=64, description="threads that fetch, decide and store")
+    executor: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="where the optimizations of a pass run"
+    )
+    executor_workers: int | None = Field(
+        None, ge=1, le=1024, description="processes or embedded Dask workers (default: cores)"
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: an embedded LocalCluster)",
+        pattern=r"^(tcp|tls|inproc|ucx)://[^\s/]+$",
+    )
+    price_recheck_minutes: float = Field(
+        60, ge=0, le=24 * 60, description="complete prices are fetched again after, min"
+    )
+    max_fetches_per_second: float | None = Field(
+        None, gt=0, le=1000, description="price requests per second across customers"
+    )
+    leader_check_seconds: float = Field(
+        5.0, gt=0, le=300, description="how often a standby process tries to become the leader"
+    )
     deadband: Deadband = Deadband()
     stability: StabilityConfig = StabilityConfig()
     usage: UsageConfig = UsageConfig()
@@ -283,6 +310,12 @@ class PlannerConfig(_Model):
     mqtt: MqttConfig | None = None
     webhooks: list[WebhookConfig] = []
     customers: list[CustomerConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _executor(self) -> PlannerConfig:
+        if self.dask_address is not None and self.executor != "dask":
+            raise ValueError("dask_address is given but executor is not 'dask'")
+        return self
 
     @field_validator("slot_minutes")
     @classmethod

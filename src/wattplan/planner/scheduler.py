@@ -195,6 +195,25 @@ class PlannerScheduler:
                 job.next_run_time.astimezone(self.poll_schedule.tz).isoformat(),
             )
 
+    def activate(self) -> None:
+        """Become the active scheduler (this process was elected leader): start or resume
+        the jobs and poll at once, so that a takeover catches up without waiting."""
+        if not self.running:
+            self.start()
+            return
+        self._scheduler.resume()
+        self._scheduler.add_job(
+            self._poll,
+            DateTrigger(datetime.now(UTC)),
+            id=f"poll-takeover:{uuid.uuid4().hex[:8]}",
+            name="poll after takeover",
+        )
+
+    def standby(self) -> None:
+        """Run no jobs (another process leads); a pass in progress finishes."""
+        if self.running:
+            self._scheduler.pause()
+
     def shutdown(self, *, wait: bool = True) -> None:
         if self.running:
             self._scheduler.shutdown(wait=wait)

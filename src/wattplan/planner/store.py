@@ -194,9 +194,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
 def dumps(value: Any) -> str:
     """JSON with NaN/inf as null and datetimes as ISO 8601 (what the store and sinks send)."""
-    return json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False, default=str)
+    try:
+        # the fast path: the C encoder, for the common document without NaN or infinity
+        # (a plan document is walked in Python only when it has them)
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_default)
+    except (ValueError, TypeError):
+        return json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False, default=str)
 
 
 def state_fingerprint(devices: Mapping[str, Mapping[str, Any]]) -> str:
@@ -214,8 +225,10 @@ def _prices_to_json(prices: pd.Series) -> str:
 
 def _prices_from_json(text: str) -> pd.Series:
     rows = json.loads(text)
-    index = pd.DatetimeIndex([pd.Timestamp(r[0]) for r in rows], name="start")
-    index = index.tz_convert("UTC") if len(index) else pd.DatetimeIndex([], tz="UTC", name="start")
+    if rows:  # one vectorised parse, not a Timestamp per row
+        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="start")
+    else:
+        index = pd.DatetimeIndex([], tz="UTC", name="start")
     values = [math.nan if r[1] is None else float(r[1]) for r in rows]
     return pd.Series(values, index=index, name="price_ct_per_kwh", dtype=float)
 
