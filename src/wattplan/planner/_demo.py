@@ -232,7 +232,7 @@ def run_demo(
             say()
             say(_indent(plan.explanation))
             png = folder / "wattplan-demo-plan.png"
-            _save_png(plan, png)
+            _save_png(plan, png, forecast.kwh, check)
             say(f"\n      plot written to {png}")
 
             step(6, "the plan over the planner's HTTP API (closed: a bearer key per customer)")
@@ -289,7 +289,7 @@ def run_demo(
             say()
             say(_indent(plan.summary()))
             png2 = folder / "wattplan-demo-replan.png"
-            _save_png(plan, png2)
+            _save_png(plan, png2, forecast.kwh, check)
             say(f"\n      plot written to {png2}")
             source.close()
             store.dispose()
@@ -602,12 +602,39 @@ def _short_table(rows: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _save_png(plan: Any, path: Path) -> None:
+def _save_png(
+    plan: Any, path: Path, forecast: pd.DataFrame | None = None, check: ForecastCheck | None = None
+) -> None:
+    """The plan's figure; with ``forecast`` (kWh per slot, P10/P50/P90) its base-load band
+    on the power axis, with ``check`` yesterday's forecast error in the title."""
     with requires("plot", feature="the demo's plot"):
         import matplotlib
 
     matplotlib.use("Agg", force=False)
-    _save_figure(plan.plot(), path)
+    figure = plan.plot()
+    schedule = plan.schedule
+    if forecast is not None and not schedule.empty and len(figure.axes) > 1:
+        index = pd.DatetimeIndex(schedule.index)
+        kw = forecast.set_axis(pd.DatetimeIndex(forecast.index).tz_convert(index.tz)).reindex(
+            index
+        ) * (60 / _slot_minutes(forecast))
+        x = index.tz_convert(BERLIN)
+        ax = figure.axes[1]
+        ax.fill_between(x, kw["kwh_p10"], kw["kwh_p90"], step="post", color="grey", alpha=0.2,
+                        label="base load P10-P90")  # fmt: skip
+        ax.step(x, kw["kwh_p50"], where="post", color="grey", ls="--", lw=1.0,
+                label="base load P50 (planned on)")  # fmt: skip
+        ax.legend(loc="upper right", fontsize="small", ncol=3)
+    if check is not None:
+        figure.suptitle(
+            "base load planned on her own forecast (grey)\n"
+            f"yesterday ({_day_name(check.day)}): forecast {check.forecast_kwh:.1f} kWh, "
+            f"metered {check.metered_kwh:.1f} kWh; MAE {check.mae_kwh:.3f} kWh per "
+            f"{_slot_name(check.frame)}, MASE {check.mase:.2f}, "
+            f"{check.coverage * 100:.0f} % inside P10-P90",
+            fontsize="small",
+        )
+    _save_figure(figure, path)
 
 
 def _save_figure(figure: Any, path: Path) -> None:
