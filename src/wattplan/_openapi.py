@@ -104,6 +104,18 @@ class Setpoint(BaseModel):
     setpoint: ScheduleRow
 
 
+class UsageRefresh(BaseModel):
+    """The daily usage refresh of a customer planned from a household profile."""
+
+    ok: bool
+    last_success_at: str | None
+    last_failure_at: str | None
+    consecutive_failures: int
+    error: str | None
+    forecast_made_at: str | None = Field(description="when the forecast in use was made")
+    history_until: str | None = Field(description="start of the newest stored usage interval")
+
+
 class CustomerStatus(BaseModel):
     customer_id: str
     health: Literal["pending", "ok", "error", "reauthorization_required"]
@@ -115,6 +127,9 @@ class CustomerStatus(BaseModel):
     error_kind: str | None
     error: str | None
     source: Literal["memory"] | None = None
+    usage: UsageRefresh | None = Field(
+        None, description="profile-planned customers: the daily usage refresh (null: not yet)"
+    )
 
 
 class DatabaseHealth(_Open):
@@ -136,6 +151,11 @@ class PriceFetchHealth(_Open):
     longest_in_flight_s: float | None
 
 
+class UsageFetchHealth(_Open):
+    ok: bool
+    failing_customers: int = Field(description="customers whose latest usage fetch failed")
+
+
 class SchedulerHealth(_Open):
     running: bool
     next_poll_at: str | None
@@ -153,6 +173,7 @@ class Health(_Open):
     stale_plans: int
     database: DatabaseHealth
     price_fetches: PriceFetchHealth
+    usage_fetches: UsageFetchHealth
     scheduler: SchedulerHealth | None = None
 
 

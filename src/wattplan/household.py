@@ -109,6 +109,11 @@ class HouseholdSite(BaseModel):
     feed_in_ct_per_kwh: NonNegCtPerKwh = Field(0.0, description="Feed-in price, ct/kWh.")
     export_only_pv: bool = Field(True, description="Export comes only from PV.")
     pv: PVGeometry | None = Field(None, description="The PV system, if there is one.")
+    annual_kwh: Annotated[float, Gt(0.0), Le(1_000_000.0), _NUM] | None = Field(
+        None,
+        description="Annual base-load energy, kWh: scales the standard profile while the "
+        "metered history is too short (the planner's cold start).",
+    )
 
     @field_validator("timezone")
     @classmethod

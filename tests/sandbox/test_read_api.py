@@ -268,6 +268,37 @@ def test_default_usage_window_is_yesterday(sandbox: RunningSandbox, demo_token: 
     assert body["data"][0]["start"] == "2026-11-26T23:00:00.000Z"
 
 
+def test_usage_faults_an_outage_and_preliminary_values_that_differ(
+    sandbox: RunningSandbox, demo_token: str
+) -> None:
+    sandbox.clock.set(datetime(2026, 11, 28, 17, 0, tzinfo=BERLIN))
+    path = f"/subscriptions/{DEMO_SUB}/usage"
+    window = {"start": "2026-10-30", "end": "2026-11-02", "resolution": "15min"}
+    plain = _get(sandbox, demo_token, path, **window).json()["data"]
+    sandbox.state.faults.usage_server_error = True
+    r = _get(sandbox, demo_token, path, **window)
+    assert r.status_code == 500
+    assert r.json()["code"] == "INTERNAL_SERVER_ERROR"
+    prices = _get(
+        sandbox,
+        demo_token,
+        f"/subscriptions/{DEMO_SUB}/prices",
+        start="2026-11-28",
+        end="2026-11-28",
+    )
+    assert prices.status_code == 200  # prices are served as usual
+    sandbox.state.faults.usage_server_error = False
+    sandbox.state.faults.usage_preliminary_factor = 0.5
+    scaled = _get(sandbox, demo_token, path, **window).json()["data"]
+    assert [d["start"] for d in scaled] == [d["start"] for d in plain]
+    for before, now in zip(plain, scaled, strict=True):
+        if before["type"] == "final":  # October: final since the eighth working day
+            assert now["usage"] == before["usage"]
+        else:  # November: preliminary
+            assert now["usage"] == pytest.approx(before["usage"] * 0.5, abs=1e-4)
+    assert {d["type"] for d in plain} == {"final", "preliminary"}
+
+
 def test_invoices_and_the_file_link(sandbox: RunningSandbox, demo_token: str) -> None:
     sandbox.clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
     page = _get(sandbox, demo_token, "/invoices", limit=2).json()

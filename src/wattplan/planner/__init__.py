@@ -5,6 +5,8 @@ injected); ``PlannerScheduler`` (the only user of APScheduler) calls it at poll 
 slot boundaries and after device-state changes; ``create_app`` serves plans and takes device
 state over HTTP; ``WebhookSink``, ``MqttSink`` and ``CallbackSink`` hand plans out, and
 ``HomeAssistantBridge`` makes each customer a Home Assistant device over MQTT.
+``HouseholdPlanning`` plans a customer from a household profile on forecasts that the
+planner refreshes daily from the customer's own usage (``UsageSettings``).
 
 ``PlannerScheduler``, ``create_app``, ``HomeAssistantBridge``, ``NomosPriceSource``,
 ``demo_household`` and the config models are imported on first use (APScheduler, Starlette
@@ -39,6 +41,7 @@ with _requires("planner", feature="wattplan.planner"):
         ScenarioLike,
         SystemClock,
     )
+    from wattplan.planner._usage import HouseholdPlanning, UsageSettings, UsageSource
     from wattplan.planner.sinks import (
         SIGNATURE_HEADER,
         CallbackSink,
@@ -53,6 +56,7 @@ with _requires("planner", feature="wattplan.planner"):
         DeviceState,
         PlanStore,
         StoredPlan,
+        UsageStatus,
     )
 
 _LAZY = {
@@ -81,6 +85,7 @@ __all__ = [
     "DeviceState",
     "EventTopic",
     "HomeAssistantBridge",
+    "HouseholdPlanning",
     "MqttSink",
     "NomosPriceSource",
     "OptimizeFn",
@@ -102,6 +107,9 @@ __all__ = [
     "SlotTrigger",
     "StoredPlan",
     "SystemClock",
+    "UsageSettings",
+    "UsageSource",
+    "UsageStatus",
     "WebhookSink",
     "create_app",
     "decide_prices",

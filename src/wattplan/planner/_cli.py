@@ -74,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from wattplan.exceptions import StoreError
     from wattplan.planner.store import CustomerHealth, PlanStore
     from wattplan.settings import Settings
 
@@ -95,6 +96,13 @@ def _status(args: argparse.Namespace) -> int:
             return 1
         now = datetime.now(UTC)
         statuses = [s.as_dict(now) for s in store.statuses()]
+        for s in statuses:
+            try:
+                usage = store.usage_status(s["customer_id"])
+            except StoreError:  # a store from before usage histories: nothing to show
+                break
+            if usage is not None:
+                s["usage"] = usage.as_dict()
     finally:
         store.dispose()
     if args.json:
@@ -110,10 +118,20 @@ def _status(args: argparse.Namespace) -> int:
                 f"{s['customer_id']:<24} {s['health']:<26} {'yes' if s['stale'] else 'no':<6} "
                 f"{shown:>9}  {error}"
             )
+            usage = s.get("usage")
+            if usage is not None and not usage["ok"]:
+                print(
+                    f"{'':<24} usage fetch failing ({usage['consecutive_failures']} in a row, "
+                    f"planning on the forecast of {usage['forecast_made_at']}): {usage['error']}"
+                )
     process = _process_health(config) if config is not None and not args.json else None
     if process is not None:
         print(process[1])
-    failing = [s for s in statuses if s["health"] != CustomerHealth.OK.value]
+    failing = [
+        s
+        for s in statuses
+        if s["health"] != CustomerHealth.OK.value or not (s.get("usage") or {}).get("ok", True)
+    ]
     degraded = process is not None and not process[0]
     return 1 if (args.strict and (failing or degraded)) else 0
 
@@ -148,6 +166,9 @@ def _process_health(config: Any) -> tuple[bool, str] | None:
         )
     if fetches.get("stalled"):
         notes.append(f"{fetches['stalled']} price fetch(es) hanging")
+    usage = body.get("usage_fetches") or {}
+    if usage.get("failing_customers"):
+        notes.append(f"usage fetches failing for {usage['failing_customers']} customer(s)")
     ok = body.get("status") == "ok"
     shown = "; ".join(notes)
     return ok, f"planner process: {body.get('status')}" + (f"; {shown}" if shown else "")

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class NomosPriceSource:
-    """Fetches prices with one :class:`~wattplan.nomos.NomosClient` per customer.
+    """Fetches prices (and usage) with one :class:`~wattplan.nomos.NomosClient` per customer.
 
     ``auth_for(customer)`` returns the customer's ``httpx.Auth`` (typically
     ``token_manager.auth(customer.id)``: the vault-backed grant with single-flight
@@ -77,6 +77,14 @@ class NomosPriceSource:
             self.subscription_id(customer), start, end
         )
         return series
+
+    def fetch_usage(self, customer: Customer, *, start: date, end: date) -> pd.DataFrame:
+        """The customer's metered usage per 15 minutes, ``start`` inclusive, ``end``
+        exclusive (local dates): ``usage_kwh`` and ``type`` (final/preliminary)."""
+        frame: pd.DataFrame = self.client(customer).usage_frame(
+            self.subscription_id(customer), start=start, end=end, resolution="15min"
+        )
+        return frame
 
     def close(self) -> None:
         with self._lock:

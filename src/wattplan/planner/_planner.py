@@ -12,6 +12,7 @@ memory, marked stale.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -50,6 +51,7 @@ from wattplan.planner._state import (
 from wattplan.planner._tariff import tariff_slots
 from wattplan.planner._timing import floor_to_slot, require_aware
 from wattplan.planner._types import Clock, Customer, OptimizeFn, PriceSource, SystemClock
+from wattplan.planner._usage import UsageSettings, UsageSource, refresh_usage, usage_due
 from wattplan.planner.store import (
     CustomerHealth,
     CustomerStatus,
@@ -207,6 +209,11 @@ class Planner:
     fetch_stalled_after:
         A price fetch still running after this long makes health ``degraded`` before its
         deadline (``RetryPolicy.max_call_s``) ends it.
+    usage:
+        Where customers planned from a household profile get their metered usage (the
+        ``NomosPriceSource`` in production); default ``prices`` when it can fetch usage.
+    usage_settings:
+        When the daily usage refresh runs and how much it fetches.
     """
 
     def __init__(
@@ -224,6 +231,8 @@ class Planner:
         previous_plan: bool = True,
         stability: Any = None,
         fetch_stalled_after: timedelta = timedelta(seconds=20),
+        usage: UsageSource | None = None,
+        usage_settings: UsageSettings | None = None,
     ) -> None:
         self._customers: dict[str, Customer] = {}
         for customer in customers:
@@ -232,6 +241,10 @@ class Planner:
             self._customers[customer.id] = customer
         self.store = store
         self._prices = prices
+        if usage is None and hasattr(prices, "fetch_usage"):
+            usage = prices  # type: ignore[assignment]
+        self._usage = usage
+        self._usage_settings = usage_settings or UsageSettings()
         self._optimize: OptimizeFn = optimize or default_optimize
         self._stability = stability
         self._pass_previous = previous_plan and _takes_previous_plan(self._optimize)
@@ -500,7 +513,16 @@ class Planner:
         if stored is not None:
             live.status = stored
         status = live.effective(stored)
-        return None if status is None else status.as_dict(moment)
+        if status is None:
+            return None
+        out = status.as_dict(moment)
+        if self._customers[customer_id].household is not None:
+            try:
+                usage = self.store.usage_status(customer_id)
+            except StoreError:
+                usage = None
+            out["usage"] = None if usage is None else usage.as_dict()
+        return out
 
     def health(self) -> dict[str, Any]:
         """Process health: customer counts, the database, price fetches (no customer data).
@@ -524,7 +546,11 @@ class Planner:
             stale += bool(status is not None and status.stale())
         prices = self._fetches.as_dict()
         failing = counts["error"] + counts["reauthorization_required"]
-        ok = failing == 0 and database["ok"] and prices["ok"]
+        usage_failing = 0
+        if any(c.household is not None for c in self._customers.values()):
+            with contextlib.suppress(StoreError):  # the database block says so
+                usage_failing = self.store.usage_failing()
+        ok = failing == 0 and database["ok"] and prices["ok"] and usage_failing == 0
         return {
             "status": "ok" if ok else "degraded",
             "customers": len(self._live),
@@ -532,6 +558,7 @@ class Planner:
             "stale_plans": stale,
             "database": database,
             "price_fetches": prices,
+            "usage_fetches": {"ok": usage_failing == 0, "failing_customers": usage_failing},
         }
 
     def setpoint(self, customer_id: str, *, at: datetime | None = None) -> dict[str, Any]:
@@ -608,6 +635,7 @@ class Planner:
 
     def _run_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
         with self._locks[cid]:
+            self._refresh_usage(cid, now)
             before = self._stored_status(cid)
             created: StoredPlan | None = None
             try:
@@ -639,6 +667,18 @@ class Planner:
             if after is not None and (before is None or before.health != after.health):
                 self._emit(PlanEvent(EventTopic.CUSTOMER_STATUS, cid, now, after.as_dict(now)))
             return outcome
+
+    def _refresh_usage(self, cid: str, now: datetime) -> None:
+        """The daily usage refresh of a household customer; its failure never stops planning."""
+        customer = self._customers[cid]
+        planning = customer.household
+        if planning is None or self._usage is None:
+            return
+        try:
+            if usage_due(self.store, cid, now, planning.timezone, self._usage_settings):
+                refresh_usage(customer, planning, self._usage, now, self._usage_settings)
+        except Exception as exc:  # e.g. the store: planning goes on on the last forecast
+            logger.warning("customer %s: usage refresh failed: %s", cid, _safe_message(exc))
 
     def price_fetch_health(self) -> dict[str, Any]:
         """How price fetches went: last success and error, failures in a row, hanging calls."""
@@ -702,7 +742,7 @@ class Planner:
             return CustomerOutcome(cid, Outcome.SKIPPED, "same inputs failed before"), None
 
         start, end, window = self._window(customer, now, prices)
-        scenario = _scenario_for(customer, start, end)
+        scenario = _scenario_for(customer, start, end, window)
         for device, fields in state.devices.items():
             scenario = scenario.with_device_state(device, **live_state(fields, now))
         plan = self._optimize(scenario, window, **self._stability_kwargs(latest))
@@ -773,7 +813,7 @@ class Planner:
             raise PricesNotPublishedError(
                 f"no prices cover {start.isoformat()} for customer {customer.id}"
             )
-        if customer.scenario_factory is None:
+        if customer.scenario_factory is None and customer.household is None:
             # a fixed scenario carries data (load, PV, weather, sessions) for its own
             # window only: plan inside it
             own_start = require_aware(customer.scenario.start, "scenario.start")
@@ -791,7 +831,9 @@ class Planner:
         return start, end, window
 
 
-def _scenario_for(customer: Customer, start: datetime, end: datetime) -> Any:
+def _scenario_for(customer: Customer, start: datetime, end: datetime, prices: pd.Series) -> Any:
+    if customer.household is not None:
+        return customer.household.scenario(start, end, prices=prices)
     if customer.scenario_factory is not None:
         return customer.scenario_factory(start, end)
     base = customer.scenario

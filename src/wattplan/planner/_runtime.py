@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from wattplan.exceptions import ConfigurationError, PlannerError, TokenVaultError
@@ -16,9 +17,56 @@ from wattplan.planner.config import PlannerConfig
 from wattplan.planner.store import PlanStore
 from wattplan.settings import Settings
 
-__all__ = ["Runtime", "build_runtime"]
+__all__ = ["Runtime", "build_runtime", "customers_from_config"]
 
 logger = logging.getLogger(__name__)
+
+
+def _household_planning(customer_id: str, path: Path, store: PlanStore) -> Any:
+    from wattplan.exceptions import ScenarioError
+    from wattplan.household import load_household
+    from wattplan.planner._usage import HouseholdPlanning
+
+    try:  # the forecasts need the forecast extra: say so at start-up, not at the first plan
+        import wattplan.forecast  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(f"customers[{customer_id}].household: {exc}") from exc
+    try:
+        household = load_household(path)
+    except ScenarioError as exc:
+        raise ConfigurationError(f"customers[{customer_id}].household: {path}: {exc}") from exc
+    return HouseholdPlanning(household, customer_id=customer_id, store=store, source=path)
+
+
+def customers_from_config(
+    config: PlannerConfig, store: PlanStore, *, now: datetime
+) -> list[Customer]:
+    """The :class:`Customer` of every ``customers`` entry: a household profile planned on
+    forecasts kept in ``store``, a fixed scenario file, or a factory."""
+    import wattplan
+
+    customers = []
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for c in config.customers:
+        factory = c.load_factory()
+        planning = None
+        if c.household is not None:
+            planning = _household_planning(c.id, c.household, store)
+            scenario = planning.base_scenario(now)
+        elif c.scenario is not None:
+            scenario = wattplan.load_scenario(c.scenario)
+        else:  # the factory's household for a day gives the devices and resolution
+            scenario = factory(today, today + timedelta(days=1))
+        customers.append(
+            Customer(
+                id=c.id,
+                scenario=scenario,
+                subscription_id=c.subscription_id,
+                scenario_factory=factory,
+                household=planning,
+            )
+        )
+    return customers
 
 
 @dataclass
@@ -47,7 +95,6 @@ def build_runtime(
     price_source: Any | None = None,
 ) -> Runtime:
     """Store, vault, Nomos client, planner, sinks, scheduler and HTTP app from a config."""
-    import wattplan
     from wattplan.planner.api import BearerKeys, create_app
     from wattplan.planner.scheduler import PlannerScheduler
     from wattplan.planner.sinks import MqttSink, WebhookSink
@@ -114,22 +161,7 @@ def build_runtime(
         webhook = WebhookSink(hook.url, secret=hook.secret(), customer_ids=hook.customers)
         closers.append(webhook.close)
         sinks.append(webhook)
-    customers = []
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    for c in config.customers:
-        factory = c.load_factory()
-        if c.scenario is not None:
-            scenario = wattplan.load_scenario(c.scenario)
-        else:  # the factory's household for a day gives the devices and resolution
-            scenario = factory(today, today + timedelta(days=1))
-        customers.append(
-            Customer(
-                id=c.id,
-                scenario=scenario,
-                subscription_id=c.subscription_id,
-                scenario_factory=factory,
-            )
-        )
+    customers = customers_from_config(config, store, now=datetime.now(UTC))
     planner = Planner(
         customers=customers,
         store=store,
@@ -140,6 +172,7 @@ def build_runtime(
         workers=config.workers,
         previous_plan=config.stability.enabled,
         stability=config.stability.settings(),
+        usage_settings=config.usage.settings(),
     )
     scheduler = PlannerScheduler(
         planner,

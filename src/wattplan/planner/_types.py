@@ -120,6 +120,10 @@ class Customer:
     window, so the planner plans inside that window only. For open-ended rolling use give a
     ``scenario_factory(start, end) -> Scenario`` that builds the household for any window;
     ``scenario`` then only supplies device names, resolution and timezone.
+
+    ``household`` (a :class:`~wattplan.planner._usage.HouseholdPlanning`) plans the customer
+    from a household profile for any window, on the forecasts the planner keeps fresh from
+    the customer's own usage; ``scenario`` is then the profile's household for one day.
     """
 
     id: str
@@ -127,6 +131,7 @@ class Customer:
     subscription_id: str | None = None
     grant: tuple[str, str] | None = None
     scenario_factory: ScenarioFactory | None = None
+    household: Any = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:

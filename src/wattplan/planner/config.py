@@ -23,6 +23,10 @@ settings. Paths are relative to the config file. Example::
         api_key_env: WATTPLAN_KEY_CUSTOMER_42     # or api_key_sha256: <hex>
       - id: customer-43
         factory: wattplan.planner:demo_household  # function(start, end) -> Scenario
+      - id: customer-44
+        household: households/customer-44.yaml    # a household profile: planned on
+                                                  # forecasts from the customer's own usage
+    usage: {available_after: "16:00", history_days: 28}   # the daily usage refresh
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "PlannerConfig",
     "PollingConfig",
     "StabilityConfig",
+    "UsageConfig",
     "WebhookConfig",
     "load_config",
 ]
@@ -113,6 +118,43 @@ class StabilityConfig(_Model):
             ct_per_kwh=self.ct_per_kwh,
             hours=self.hours,
             freeze_running_slot=self.freeze_running_slot,
+        )
+
+
+class UsageConfig(_Model):
+    """The daily usage refresh of customers planned from a household profile.
+
+    At the first pass after ``available_after`` (local time; Nomos publishes the previous
+    day's usage in the afternoon) the planner fetches the usage since the oldest value
+    that is still preliminary, stores the history and refreshes the forecast; a failed
+    fetch is tried again at every pass until it succeeds.
+    """
+
+    available_after: time = Field(time(16, 0), description="local time of the daily fetch")
+    history_days: int = Field(28, ge=1, le=365, description="history fetched at the start")
+    refetch_days: int = Field(
+        45, ge=1, le=365, description="how far back preliminary values are fetched again"
+    )
+    forecast_days: int = Field(2, ge=1, le=7, description="days ahead each refresh forecasts")
+
+    @field_validator("available_after", mode="before")
+    @classmethod
+    def _hhmm(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 16:00 as the sexagesimal integer 960 (minutes)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value < 24 * 60:
+                raise ValueError("a local time HH:MM")
+            return time(value // 60, value % 60)
+        return value
+
+    def settings(self) -> Any:
+        from wattplan.planner._usage import UsageSettings
+
+        return UsageSettings(
+            available_after=self.available_after,
+            history_days=self.history_days,
+            refetch_days=self.refetch_days,
+            forecast_days=self.forecast_days,
         )
 
 
@@ -186,6 +228,11 @@ class WebhookConfig(_Model):
 class CustomerConfig(_Model):
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@-]+$")]
     scenario: Path | None = Field(None, description="scenario file, planned inside its window")
+    household: Path | None = Field(
+        None,
+        description="household profile (relative to planner.yaml): planned for any window on "
+        "forecasts from the customer's own usage",
+    )
     factory: str | None = Field(
         None,
         description="'package.module:function' with function(start, end) -> Scenario, for "
@@ -198,8 +245,11 @@ class CustomerConfig(_Model):
 
     @model_validator(mode="after")
     def _source(self) -> CustomerConfig:
-        if self.scenario is None and self.factory is None:
-            raise ValueError("give a scenario file or a factory")
+        given = [k for k in ("scenario", "factory", "household") if getattr(self, k) is not None]
+        if not given:
+            raise ValueError("give a household profile, a scenario file or a factory")
+        if len(given) > 1:
+            raise ValueError(f"give only one of household, scenario, factory (got {given})")
         return self
 
     def load_factory(self) -> Any:
@@ -228,6 +278,7 @@ class PlannerConfig(_Model):
     workers: int = Field(4, ge=1, le=64)
     deadband: Deadband = Deadband()
     stability: StabilityConfig = StabilityConfig()
+    usage: UsageConfig = UsageConfig()
     http: HttpConfig | None = HttpConfig()
     mqtt: MqttConfig | None = None
     webhooks: list[WebhookConfig] = []
@@ -274,4 +325,6 @@ def load_config(path: str | Path) -> PlannerConfig:
     for customer in config.customers:
         if customer.scenario is not None and not customer.scenario.is_absolute():
             customer.scenario = (file.parent / customer.scenario).resolve()
+        if customer.household is not None and not customer.household.is_absolute():
+            customer.household = (file.parent / customer.household).resolve()
     return config

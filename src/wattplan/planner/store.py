@@ -45,6 +45,8 @@ __all__ = [
     "DeviceState",
     "PlanStore",
     "StoredPlan",
+    "UsageMerge",
+    "UsageStatus",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,48 @@ class StoredPlan:
     def prices(self) -> pd.Series:
         """The price curve (ct/kWh, UTC index) this plan was made on."""
         return _prices_from_json(self.prices_json)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageStatus:
+    """How the customer's daily usage refresh is doing (``usage`` in ``status``).
+
+    ``ok`` is false while the latest fetch failed: the planner then plans on the last good
+    forecast (``forecast_made_at``) and tries again at its next pass.
+    """
+
+    customer_id: str
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    failures: int
+    error: str | None
+    forecast_made_at: datetime | None
+    history_until: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failures == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "last_success_at": _iso(self.last_success_at),
+            "last_failure_at": _iso(self.last_failure_at),
+            "consecutive_failures": self.failures,
+            "error": self.error,
+            "forecast_made_at": _iso(self.forecast_made_at),
+            "history_until": _iso(self.history_until),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UsageMerge:
+    """What merging fetched usage into the stored history changed."""
+
+    inserted: int
+    corrected: int  # stored values replaced (a final value over a preliminary one)
+    finalized: int  # preliminary rows that became final, value unchanged
+    kept_final: int  # preliminary values fetched for rows already final (ignored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +227,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _utc(moment: datetime) -> datetime:
+    """A query or row time in UTC: SQLite keeps the wall-clock digits and drops the offset."""
+    if moment.tzinfo is None:
+        raise PlannerError("times given to the plan store must be tz-aware")
+    return moment.astimezone(UTC)
+
+
 def _must(moment: datetime | None) -> datetime:
     value = _aware(moment)
     assert value is not None
@@ -234,7 +285,54 @@ def _tables(prefix: str, schema: str | None) -> tuple[sa.MetaData, dict[str, sa.
         sa.Column("devices", sa.Text, nullable=False),
         sa.Column("updated_at", ts, nullable=False),
     )
-    return md, {"customers": customers, "plans": plans, "states": states}
+    usage = sa.Table(
+        f"{prefix}usage",
+        md,
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("start", ts, primary_key=True),
+        sa.Column("kwh", sa.Float, nullable=False),
+        sa.Column("type", sa.String(20), nullable=False),
+        sa.Column("controlled_kwh", sa.Float, nullable=False),
+        sa.Column("fetched_at", ts, nullable=False),
+    )
+    forecast = sa.Table(
+        f"{prefix}forecast",
+        md,
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("start", ts, primary_key=True),
+        sa.Column("kwh_p10", sa.Float, nullable=False),
+        sa.Column("kwh_p50", sa.Float, nullable=False),
+        sa.Column("kwh_p90", sa.Float, nullable=False),
+        sa.Column("made_at", ts, nullable=False),
+    )
+    errors = sa.Table(
+        f"{prefix}forecast_errors",
+        md,
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("mae_kwh", sa.Float, nullable=False),
+        sa.Column("slots", sa.Integer, nullable=False),
+        sa.Column("computed_at", ts, nullable=False),
+    )
+    refresh = sa.Table(
+        f"{prefix}usage_refresh",
+        md,
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("last_success_at", ts),
+        sa.Column("last_failure_at", ts),
+        sa.Column("failures", sa.Integer, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("forecast_made_at", ts),
+    )
+    return md, {
+        "customers": customers,
+        "plans": plans,
+        "states": states,
+        "usage": usage,
+        "forecast": forecast,
+        "forecast_errors": errors,
+        "usage_refresh": refresh,
+    }
 
 
 class PlanStore:
@@ -550,6 +648,18 @@ class PlanStore:
             rows = conn.execute(query).mappings().all()
         return [_plan_from_row(r) for r in rows]
 
+    def plans_since(self, customer_id: str, since: datetime) -> list[StoredPlan]:
+        """The customer's plans created at or after ``since``, oldest first."""
+        p = self._t["plans"]
+        query = (
+            sa.select(p)
+            .where(p.c.customer_id == customer_id, p.c.created_at >= _utc(since))
+            .order_by(p.c.created_at, p.c.id)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_plan_from_row(r) for r in rows]
+
     def count_plans(self, customer_id: str | None = None) -> int:
         p = self._t["plans"]
         query = sa.select(sa.func.count()).select_from(p)
@@ -557,6 +667,256 @@ class PlanStore:
             query = query.where(p.c.customer_id == customer_id)
         with self._tx() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # usage history, forecasts, forecast errors ---------------------------------------------
+
+    def merge_usage(
+        self, customer_id: str, usage: pd.DataFrame, *, controlled_kwh: pd.Series, now: datetime
+    ) -> UsageMerge:
+        """Merge fetched usage (``usage_kwh``, ``type``; tz-aware index) into the history.
+
+        A final value replaces a stored preliminary one; a preliminary value never replaces
+        a final one. ``controlled_kwh`` (same index) is what wattplan's devices drew.
+        """
+        u = self._t["usage"]
+        now = _utc(now)
+        if usage.empty:
+            return UsageMerge(0, 0, 0, 0)
+        index = pd.DatetimeIndex(usage.index).tz_convert("UTC")
+        lo, hi = index.min().to_pydatetime(), index.max().to_pydatetime()
+        inserted = corrected = finalized = kept = 0
+        controlled = controlled_kwh.reindex(usage.index).fillna(0.0).to_numpy(dtype=float)
+        with self._tx("merge_usage") as conn:
+            stored = {
+                _must(r["start"]): (float(r["kwh"]), str(r["type"]))
+                for r in conn.execute(
+                    sa.select(u.c.start, u.c.kwh, u.c.type).where(
+                        u.c.customer_id == customer_id, u.c.start >= lo, u.c.start <= hi
+                    )
+                ).mappings()
+            }
+            new_rows = []
+            for ts, kwh, kind, ctl in zip(
+                index, usage["usage_kwh"].to_numpy(dtype=float), usage["type"], controlled,
+                strict=True,
+            ):  # fmt: skip
+                start = ts.to_pydatetime()
+                kind = "final" if str(kind) == "final" else "preliminary"
+                old = stored.get(start)
+                if old is None:
+                    new_rows.append(
+                        {
+                            "customer_id": customer_id,
+                            "start": start,
+                            "kwh": float(kwh),
+                            "type": kind,
+                            "controlled_kwh": float(ctl),
+                            "fetched_at": now,
+                        }
+                    )
+                    continue
+                if old[1] == "final" and kind != "final":
+                    kept += 1
+                    continue
+                if math.isclose(old[0], float(kwh), abs_tol=1e-9) and old[1] == kind:
+                    continue
+                if math.isclose(old[0], float(kwh), abs_tol=1e-9):
+                    finalized += 1
+                else:
+                    corrected += 1
+                conn.execute(
+                    u.update()
+                    .where(u.c.customer_id == customer_id, u.c.start == start)
+                    .values(kwh=float(kwh), type=kind, fetched_at=now)
+                )
+            if new_rows:
+                conn.execute(u.insert(), new_rows)
+                inserted = len(new_rows)
+        return UsageMerge(inserted, corrected, finalized, kept)
+
+    def usage_history(
+        self, customer_id: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pd.DataFrame:
+        """Stored usage: ``kwh``, ``type``, ``controlled_kwh``, ``fetched_at`` (UTC index)."""
+        u = self._t["usage"]
+        query = sa.select(u.c.start, u.c.kwh, u.c.type, u.c.controlled_kwh, u.c.fetched_at).where(
+            u.c.customer_id == customer_id
+        )
+        if since is not None:
+            query = query.where(u.c.start >= _utc(since))
+        if until is not None:
+            query = query.where(u.c.start < _utc(until))
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(u.c.start)).mappings().all()
+        index = pd.DatetimeIndex([_must(r["start"]) for r in rows], name="start")
+        if not len(index):
+            index = pd.DatetimeIndex([], tz="UTC", name="start")
+        return pd.DataFrame(
+            {
+                "kwh": [float(r["kwh"]) for r in rows],
+                "type": [str(r["type"]) for r in rows],
+                "controlled_kwh": [float(r["controlled_kwh"]) for r in rows],
+                "fetched_at": [_must(r["fetched_at"]) for r in rows],
+            },
+            index=index,
+        )
+
+    def earliest_preliminary(self, customer_id: str) -> datetime | None:
+        """The start of the oldest stored preliminary usage value (to fetch again)."""
+        u = self._t["usage"]
+        with self._tx() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(u.c.start)).where(
+                    u.c.customer_id == customer_id, u.c.type == "preliminary"
+                )
+            ).scalar_one()
+        return _aware(value)
+
+    def save_forecast(self, customer_id: str, forecast: pd.DataFrame, *, now: datetime) -> None:
+        """Store (replace) the base-load forecast of the slots in ``forecast``.
+
+        ``forecast`` has ``kwh_p10``, ``kwh_p50``, ``kwh_p90`` and a tz-aware index.
+        """
+        f = self._t["forecast"]
+        now = _utc(now)
+        if forecast.empty:
+            return
+        index = pd.DatetimeIndex(forecast.index).tz_convert("UTC")
+        rows = [
+            {
+                "customer_id": customer_id,
+                "start": ts.to_pydatetime(),
+                "kwh_p10": float(p10),
+                "kwh_p50": float(p50),
+                "kwh_p90": float(p90),
+                "made_at": now,
+            }
+            for ts, p10, p50, p90 in zip(
+                index, forecast["kwh_p10"], forecast["kwh_p50"], forecast["kwh_p90"], strict=True
+            )
+        ]
+        lo, hi = index.min().to_pydatetime(), index.max().to_pydatetime()
+        with self._tx("save_forecast") as conn:
+            conn.execute(
+                f.delete().where(f.c.customer_id == customer_id, f.c.start >= lo, f.c.start <= hi)
+            )
+            conn.execute(f.insert(), rows)
+
+    def forecast(self, customer_id: str, *, since: datetime, until: datetime) -> pd.DataFrame:
+        """The stored forecast on ``[since, until)``: ``kwh_p10/p50/p90``, ``made_at``."""
+        f = self._t["forecast"]
+        query = (
+            sa.select(f)
+            .where(
+                f.c.customer_id == customer_id,
+                f.c.start >= _utc(since),
+                f.c.start < _utc(until),
+            )
+            .order_by(f.c.start)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        index = pd.DatetimeIndex([_must(r["start"]) for r in rows], name="start")
+        if not len(index):
+            index = pd.DatetimeIndex([], tz="UTC", name="start")
+        return pd.DataFrame(
+            {
+                "kwh_p10": [float(r["kwh_p10"]) for r in rows],
+                "kwh_p50": [float(r["kwh_p50"]) for r in rows],
+                "kwh_p90": [float(r["kwh_p90"]) for r in rows],
+                "made_at": [_must(r["made_at"]) for r in rows],
+            },
+            index=index,
+        )
+
+    def save_forecast_error(
+        self, customer_id: str, day: str, *, mae_kwh: float, slots: int, now: datetime
+    ) -> bool:
+        """Record the forecast error of a local day once; False when it was recorded before."""
+        e = self._t["forecast_errors"]
+        now = _utc(now)
+        with self._tx("save_forecast_error") as conn:
+            exists = conn.execute(
+                sa.select(e.c.day).where(e.c.customer_id == customer_id, e.c.day == day)
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(
+                e.insert().values(
+                    customer_id=customer_id, day=day, mae_kwh=mae_kwh, slots=slots, computed_at=now
+                )
+            )
+        return True
+
+    def forecast_errors(self, customer_id: str) -> dict[str, float]:
+        """The recorded forecast error per local day (ISO date → MAE in kWh per slot)."""
+        e = self._t["forecast_errors"]
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(e.c.day, e.c.mae_kwh).where(e.c.customer_id == customer_id)
+            ).all()
+        return {str(day): float(mae) for day, mae in sorted(rows)}
+
+    def record_usage_refresh(
+        self,
+        customer_id: str,
+        *,
+        now: datetime,
+        error: str | None,
+        forecast_made: bool = False,
+    ) -> None:
+        """Record a usage refresh: a success (``error`` None) resets the failure count."""
+        r = self._t["usage_refresh"]
+        now = _utc(now)
+        with self._tx("record_usage_refresh") as conn:
+            row = (
+                conn.execute(sa.select(r).where(r.c.customer_id == customer_id)).mappings().first()
+            )
+            if error is None:
+                values: dict[str, Any] = {"last_success_at": now, "failures": 0, "error": None}
+                if forecast_made:
+                    values["forecast_made_at"] = now
+            else:
+                failures = 1 if row is None else int(row["failures"]) + 1
+                values = {"last_failure_at": now, "failures": failures, "error": error}
+            if row is None:
+                conn.execute(
+                    r.insert().values(customer_id=customer_id, **{"failures": 0, **values})
+                )
+            else:
+                conn.execute(r.update().where(r.c.customer_id == customer_id).values(**values))
+
+    def usage_status(self, customer_id: str) -> UsageStatus | None:
+        """The usage refresh of one customer (``None``: never attempted)."""
+        r, u = self._t["usage_refresh"], self._t["usage"]
+        with self._tx() as conn:
+            row = (
+                conn.execute(sa.select(r).where(r.c.customer_id == customer_id)).mappings().first()
+            )
+            last = conn.execute(
+                sa.select(sa.func.max(u.c.start)).where(u.c.customer_id == customer_id)
+            ).scalar_one()
+        if row is None:
+            return None
+        return UsageStatus(
+            customer_id,
+            _aware(row["last_success_at"]),
+            _aware(row["last_failure_at"]),
+            int(row["failures"]),
+            row["error"],
+            _aware(row["forecast_made_at"]),
+            _aware(last),
+        )
+
+    def usage_failing(self) -> int:
+        """How many customers' latest usage refresh failed."""
+        r = self._t["usage_refresh"]
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(r).where(r.c.failures > 0)
+                ).scalar_one()
+            )
 
     # device state ------------------------------------------------------------------------
 

@@ -565,6 +565,8 @@ _USAGE_RESOLUTIONS = ("auto", "15min", "hour", "day", "week", "month")
 
 def get_usage(request: Request, state: SandboxState, token: TokenInfo) -> Response:
     _, sub = _find_subscription(state, token, request.path_params["id"])
+    if state.faults.usage_server_error:
+        return api_error(500, "Internal Server Error")
     resolution = request.query_params.get("resolution", "auto")
     if resolution not in _USAGE_RESOLUTIONS:
         raise _Problem(
@@ -598,6 +600,8 @@ def get_usage(request: Request, state: SandboxState, token: TokenInfo) -> Respon
             next_month = date(day.year + day.month // 12, day.month % 12 + 1, 1)
             final = today >= eighth_working_day(next_month.year, next_month.month)
             kwh = _day_usage(state, sub, day, final=final)
+            if not final:
+                kwh = kwh * state.faults.usage_preliminary_factor
             frames.append(pd.DataFrame({"usage": kwh, "final": final}))
         day += timedelta(days=1)
     data: list[dict[str, Any]] = []

@@ -213,6 +213,11 @@ class Faults:
     """Process the next N token requests, then answer 500 (a lost token response)."""
     token_delay_s: float = 0.0
     """Hold every token request this long before processing it (widens refresh races)."""
+    usage_server_error: bool = False
+    """Answer every usage request with 500 while set (the meter data are out; prices not)."""
+    usage_preliminary_factor: float = 1.0
+    """Serve preliminary usage values times this factor; final values stay as metered (a
+    correction shows when the final value replaces the preliminary one)."""
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
