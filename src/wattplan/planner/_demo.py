@@ -147,12 +147,8 @@ def run_demo(
             yesterday = today - timedelta(days=1)
 
             step(3, f"fetching a year of her metered usage with her grant ({subscription})")
-            usage = source.client(probe).usage_frame(
-                subscription,
-                start=today - timedelta(days=HISTORY_DAYS),
-                end=today,
-                resolution="15min",
-            )
+            # the same call the planner's daily usage refresh makes
+            usage = source.fetch_usage(probe, start=today - timedelta(days=HISTORY_DAYS), end=today)
             history = usage["usage_kwh"]
             if history.empty:
                 say("      no usage published")
