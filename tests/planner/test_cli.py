@@ -25,7 +25,7 @@ API_KEY = "customer-one-key-0123456789"
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "[7/7]" in out
+    assert "[9/9]" in out
     assert "14:20 new prices (horizon_grew): re-planned" in out
     assert "-> 401" in out  # the API refused the request without a key
     assert (tmp_path / "wattplan-demo-plan.png").stat().st_size > 10_000

@@ -208,8 +208,9 @@ def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="the main job end to end on the offline sandbox (under a minute)",
-        description="Start the sandbox, connect the demo customer through OAuth, fetch "
-        "prices, plan the full household, then show the re-plan after the next publication.",
+        description="Start the sandbox, connect the demo customer through OAuth, fetch a "
+        "year of her usage, show yesterday's base-load forecast beside her meter, plan the "
+        "full household on her forecast, then show the re-plan after the next publication.",
     )
     demo.add_argument("--dir", type=Path, help="working folder (default: a new temp folder)")
     demo.set_defaults(func=_demo)
