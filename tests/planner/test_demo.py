@@ -89,8 +89,9 @@ def test_yesterdays_forecast_beside_the_meter(demo: tuple[str, Path], history: p
     metered = _as_served(meter_day_usage_kwh(HOUSEHOLD, YESTERDAY, final=False)).to_numpy()
     assert len(table) == 96
     np.testing.assert_allclose(table["metered_kwh"].to_numpy(), metered)
-    # the forecast saw only the usage up to the day before yesterday
-    lo = pd.Timestamp(YESTERDAY).tz_localize(BERLIN)
+    # the forecast for yesterday saw only the usage published when yesterday's plan was
+    # made: up to the end of the day before the day before yesterday
+    lo = pd.Timestamp(YESTERDAY - timedelta(days=1)).tz_localize(BERLIN)
     own = forecast_base_load(history[history.index < lo], YESTERDAY, TODAY).kwh["kwh_p50"]
     np.testing.assert_allclose(table["kwh_p50"].to_numpy(), own.to_numpy())
     week_before = _as_served(
@@ -198,10 +199,12 @@ def test_check_forecast_on_dst_days(day: date, slots: int) -> None:
     day_hi = pd.Timestamp(day + timedelta(days=1)).tz_localize(BERLIN)
     metered = history[(history.index >= day_lo) & (history.index < day_hi)]
     assert check.metered_kwh == pytest.approx(metered.sum())
-    assert check.history_until == day - timedelta(days=1)
-    # the forecast did not see the day itself: changing the day changes nothing in it
+    assert check.history_until == day - timedelta(days=2)
+    # the forecast saw neither the day nor the day before (not published when the plan for
+    # the day was made): changing them changes nothing in it
     changed = history.copy()
-    changed[(changed.index >= day_lo) & (changed.index < day_hi)] *= 5
+    before_lo = pd.Timestamp(day - timedelta(days=1)).tz_localize(BERLIN)
+    changed[(changed.index >= before_lo) & (changed.index < day_hi)] *= 5
     np.testing.assert_allclose(
         check_forecast(changed, day).frame["kwh_p50"], check.frame["kwh_p50"]
     )

@@ -421,7 +421,7 @@ class ForecastCheck:
         slot = _slot_name(self.frame)
         return "\n".join(
             [
-                f"forecast for {_day_name(self.day)} from her usage up to "
+                f"forecast for {_day_name(self.day)} as its plan knew it, from her usage up to "
                 f"{_day_name(self.history_until)} (P50 and the P10-P90 band per {slot}):",
                 f"  energy    forecast {self.forecast_kwh:.2f} kWh, metered "
                 f"{self.metered_kwh:.2f} kWh ({share:+.0f} %)",
@@ -462,13 +462,15 @@ def check_forecast(
     """Forecast local ``day`` from ``history`` before it and compare with what was metered.
 
     ``history`` is energy per interval (kWh) with a tz-aware index, as the usage endpoint
-    gives it; the forecast sees only the intervals before local midnight of ``day``.
+    gives it. The forecast is the one a plan for ``day`` rests on: made on the afternoon of
+    the day before, it sees only the intervals before local midnight of that day (the usage
+    of the day before is not yet published then; DESIGN §3a).
     """
     from wattplan.forecast import forecast_base_load
 
-    lo = pd.Timestamp(day).tz_localize(timezone)
+    cutoff = pd.Timestamp(day - timedelta(days=1)).tz_localize(timezone)
     index = pd.DatetimeIndex(history.index)
-    before = history[index < lo]
+    before = history[index < cutoff]
     forecast = forecast_base_load(
         before, day, day + timedelta(days=1), timezone=timezone,
         resolution_minutes=_minutes(index),
@@ -493,7 +495,7 @@ def check_forecast(
     inside = (metered[seen] >= p10[seen]) & (metered[seen] <= p90[seen])
     return ForecastCheck(
         day=day,
-        history_until=day - timedelta(days=1),
+        history_until=day - timedelta(days=2),
         frame=frame,
         forecast_kwh=float(p50.sum()),
         metered_kwh=float(metered[seen].sum()),
