@@ -516,3 +516,28 @@ def test_gaps_in_outdoor_c_are_interpolated_and_reported(tmp_path: Path) -> None
     frame = out.executed["perfect_forecast"]
     hour = frame["hp_outdoor_c"][pd.Timestamp("2025-10-24 17:00", tz="UTC")]
     assert hour == pytest.approx(before + (after - before) * 2 / 4)
+
+
+def test_pv_forecast_is_the_mean_of_the_last_seven_published_days_by_wall_clock() -> None:
+    from wattplan.household_backtest import _persistence_pv
+
+    tz = "Europe/Berlin"
+    idx = pd.date_range("2026-03-20", "2026-04-05", freq="15min", tz=tz, inclusive="left")
+    local = idx
+    # the local day of the month at 02:xx and at 12:xx, nothing else
+    values = np.where(np.isin(local.hour, [2, 12]), local.day.astype(float), 0.0)
+    pv = pd.Series(values, index=idx.tz_convert("UTC"))
+    slots = pd.date_range("2026-04-01", "2026-04-02", freq="15min", tz=tz, inclusive="left")
+    out = _persistence_pv(pv, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz)
+    hours = slots.hour
+    # noon: the mean of 24 … 30 March
+    np.testing.assert_allclose(out[hours == 12], np.mean(range(24, 31)))
+    # 02:xx did not happen on the 23-hour 29 March: that day contributes nothing there
+    np.testing.assert_allclose(out[hours == 2], (sum(range(24, 31)) - 29) / 7)
+    assert (out[~np.isin(hours, [2, 12])] == 0).all()
+    # days after the last published one are not seen
+    later = pv.copy()
+    later[later.index >= pd.Timestamp("2026-03-31", tz=tz)] *= 10
+    np.testing.assert_allclose(
+        _persistence_pv(later, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz), out
+    )
