@@ -337,13 +337,15 @@ class MqttSink:
         if getattr(reason, "is_failure", False):
             logger.warning("MQTT connection refused: %s", reason)
             return
-        # on paho's network thread: queue, never wait
-        if self.availability_topic is not None:
-            self._client.publish(self.availability_topic, "online", qos=1, retain=True)
+        # on paho's network thread: queue, never wait. Subscriptions first: the broker
+        # handles one connection's packets in order, so whoever sees "online" may send a
+        # command and it is heard.
         with self._handlers_lock:
             filters = list(self._handlers)
         for topic_filter in filters:
             self._client.subscribe(topic_filter, qos=1)
+        if self.availability_topic is not None:
+            self._client.publish(self.availability_topic, "online", qos=1, retain=True)
         self._connected.set()
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any = None) -> None:
