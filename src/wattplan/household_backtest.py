@@ -81,7 +81,7 @@ import numpy as np
 import pandas as pd
 
 from wattplan.exceptions import WattplanError
-from wattplan.forecast import forecast_base_load
+from wattplan.forecast import forecast_base_load, same_slot_week_before
 from wattplan.household import (
     Household,
     HouseholdAppliance,
@@ -679,8 +679,7 @@ def rolling_backtest(
     if fc_rows:
         f = pd.concat(fc_rows)
         a = base.reindex(f.index)
-        naive = base.reindex(f.index - pd.Timedelta(days=7))
-        naive.index = f.index
+        naive = same_slot_week_before(base, pd.DatetimeIndex(f.index), tz)
         ok = a.notna() & naive.notna()
         mae = float((f[ok] - a[ok]).abs().mean())
         scale = float((naive[ok] - a[ok]).abs().mean())

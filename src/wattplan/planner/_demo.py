@@ -466,7 +466,7 @@ def check_forecast(
     the day before, it sees only the intervals before local midnight of that day (the usage
     of the day before is not yet published then; DESIGN §3a).
     """
-    from wattplan.forecast import forecast_base_load
+    from wattplan.forecast import forecast_base_load, same_slot_week_before
 
     cutoff = pd.Timestamp(day - timedelta(days=1)).tz_localize(timezone)
     index = pd.DatetimeIndex(history.index)
@@ -477,15 +477,8 @@ def check_forecast(
     ).kwh  # fmt: skip
     slots = pd.DatetimeIndex(forecast.index)
     metered = history.reindex(slots.tz_convert(index.tz)).to_numpy(dtype=float)
-    # the naive forecast: the same local wall-clock slot one week earlier (a 25-hour day's
-    # repeated hour takes the hour of the week before twice; a slot a week after the
-    # 23-hour day's missing hour has none)
-    wall = pd.Series(
-        history.to_numpy(dtype=float), index=index.tz_convert(timezone).tz_localize(None)
-    )
-    wall = wall[~wall.index.duplicated()]
-    week_before = slots.tz_localize(None) - pd.Timedelta(days=7)
-    naive = wall.reindex(week_before).to_numpy(dtype=float)
+    # the naive forecast: the same local wall-clock slot one week earlier
+    naive = same_slot_week_before(history, slots, timezone).to_numpy()
     frame = forecast.assign(metered_kwh=metered, naive_kwh=naive)
     p10, p50, p90 = (forecast[c].to_numpy() for c in ("kwh_p10", "kwh_p50", "kwh_p90"))
     seen = ~np.isnan(metered)
