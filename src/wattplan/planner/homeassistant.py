@@ -54,7 +54,6 @@ import math
 import queue
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -64,7 +63,7 @@ from wattplan.exceptions import PlannerError, ScenarioError, StoreError
 from wattplan.planner._events import EventTopic, PlanEvent
 from wattplan.planner._planner import Planner, row_at
 from wattplan.planner._state import device_kinds
-from wattplan.planner.sinks import MqttSink, _topic_safe
+from wattplan.planner.sinks import MqttSink, _drained, _topic_safe
 from wattplan.planner.store import dumps
 
 __all__ = [
@@ -610,12 +609,7 @@ class HomeAssistantBridge:
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every received command was handled; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return _drained(self._queue, timeout_s)
 
     def handle_command(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Apply one device-state command; publish and return its outcome.

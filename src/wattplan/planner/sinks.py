@@ -208,12 +208,7 @@ class WebhookSink:
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every queued event was delivered or given up; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return _drained(self._queue, timeout_s)
 
     def deliver(self, event: PlanEvent) -> None:
         """Send one event now (with retries); raises ``PlannerError`` when it fails."""
@@ -426,6 +421,16 @@ class MqttSink:
         # loop_stop() first would wait out the loop's one-second select
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _drained(work: queue.Queue[Any], timeout_s: float) -> bool:
+    """Wait until a worker's queue has no unfinished task; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while work.unfinished_tasks:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _topic_safe(customer_id: str) -> str:
