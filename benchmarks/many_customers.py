@@ -87,6 +87,24 @@ class MemorySampler:
         while not self._stop.wait(0.1):
             self.sample()
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds (user + system) so far: this process and its descendants, the sandbox.
+
+        Children that ended are not counted; the pool and Dask workers live to the end.
+        """
+        me = self._psutil.Process(os.getpid())
+        ours, sandbox = 0.0, 0.0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except self._psutil.Error:
+                continue
+            if proc.pid == self.exclude:
+                sandbox += times.user + times.system
+            else:
+                ours += times.user + times.system
+        return ours, sandbox
+
     def stop(self) -> float:
         self._stop.set()
         self._thread.join()
@@ -193,9 +211,11 @@ def main() -> None:
 
         clock_now[0] = DAY.replace(hour=14, minute=20)
         set_clock(url, clock_now[0])
+        cpu0 = memory.cpu_seconds()
         t0 = time.perf_counter()
         report = planner.run_once()
         t_publication = time.perf_counter() - t0
+        cpu1 = memory.cpu_seconds()
         rss_after = peak_rss_mib()
 
         clock_now[0] = DAY.replace(hour=14, minute=25)
@@ -229,6 +249,13 @@ def main() -> None:
             f"  sum of pure optimize times           {opt:7.1f} s   "
             f"({opt / n * 1000:.0f} ms a customer); "
             f"pass / sum = {t_publication / max(opt, 1e-9):.2f}"
+        )
+        ours_cpu, sandbox_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        print(
+            f"  CPU during that pass                 {ours_cpu + sandbox_cpu:7.1f} s   "
+            f"(planner and its workers {ours_cpu:.1f} s, the sandbox answering the price "
+            f"requests {sandbox_cpu:.1f} s; {os.cpu_count()} cores x {t_publication:.1f} s = "
+            f"{(os.cpu_count() or 1) * t_publication:.1f} s)"
         )
         print(
             f"  next poll, nothing new               {t_idle:7.2f} s   "
