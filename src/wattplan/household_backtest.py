@@ -62,8 +62,9 @@ do (up to its power and SoC):
   holds above the plan's SoC for the slot (after a sunnier or leaner day than forecast),
   and stores any actual PV surplus;
 * **self-consumption** (the plan expects a PV surplus and charges at most that): the
-  battery covers whatever the house actually draws beyond PV, or stores the planned power
-  plus any further surplus.
+  battery covers whatever the house actually draws beyond PV, or stores the actual PV
+  surplus (less than planned on a cloudier slot than forecast: it never charges from the
+  grid to make up the plan's charge).
 
 The rest is the grid's: import and export settled at the real prices; PV beyond the
 export limit is curtailed.
@@ -411,6 +412,7 @@ def _execute(
             left = max(0.0, (soc - d.soc_min_kwh) * d.discharge_efficiency / hours)
             surplus = max(-planned_net[t], 0.0)  # PV the plan expected beyond the house
             deficit = max(net[t], 0.0)  # what the house actually draws beyond PV and car
+            from_grid = False
             if plan_dis[t] > plan_ch[t] + 1e-9:
                 # discharge: the planned power, corrected by the house's actual draw
                 give = max(plan_dis[t] + net[t] - planned_net[t], 0.0)
@@ -418,6 +420,7 @@ def _execute(
                     give = min(give, deficit)
             elif plan_ch[t] > surplus + 1e-6:
                 give = 0.0  # charging from the grid: the house draws from the grid too
+                from_grid = True
             elif planned_net[t] > 1e-6:
                 # hold: the plan keeps its stored energy for a dearer slot; only energy above
                 # the plan's SoC for this slot (a sunnier or leaner day than forecast) serves now
@@ -430,8 +433,14 @@ def _execute(
                 kw[t] = -x
                 soc -= x / d.discharge_efficiency * hours
             else:
-                # the planned charge plus any actual PV surplus that would otherwise be exported
-                c = min(plan_ch[t] + max(-(net[t] + plan_ch[t]), 0.0), d.max_charge_kw, room)
+                # grid charge: the planned power plus any actual PV surplus beyond it; otherwise
+                # the actual PV surplus only (a cloudier slot than forecast charges less)
+                c = (
+                    plan_ch[t] + max(-(net[t] + plan_ch[t]), 0.0)
+                    if from_grid
+                    else max(-net[t], 0.0)
+                )
+                c = min(c, d.max_charge_kw, room)
                 kw[t] = c
                 soc += c * d.charge_efficiency * hours
         state.battery_soc_kwh[d.name] = min(max(soc, d.soc_min_kwh), d.capacity_kwh)

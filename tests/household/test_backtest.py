@@ -329,36 +329,39 @@ def test_battery_follows_the_actual_load_within_the_planned_mode() -> None:
             ]
         }
     )
-    idx = pd.date_range("2025-11-03 12:00", periods=5, freq="60min", tz="UTC")
+    idx = pd.date_range("2025-11-03 12:00", periods=6, freq="60min", tz="UTC")
     # planned, per hour: discharge 2 kW for an expected 2 kW load; hold (idle, the house
     # from the grid); charge 1 kW from the grid; hold again with the SoC planned at 4 kWh;
-    # charge 2 kW from an expected PV surplus of 2 kW (self-consumption)
+    # charge 2 kW from an expected PV surplus of 2 kW (self-consumption), twice
     sched = pd.DataFrame(
         {
             "price_ct_per_kwh": 30.0,
             "feed_in_ct_per_kwh": 8.0,
-            "base_load_kw": [2.0, 1.0, 1.0, 1.0, 1.0],
-            "pv_used_kw": [0.0, 0.0, 0.0, 0.0, 3.0],
-            "battery_charge_kw": [0.0, 0.0, 1.0, 0.0, 2.0],
-            "battery_discharge_kw": [2.0, 0.0, 0.0, 0.0, 0.0],
-            "battery_soc_kwh": [3.0, 3.0, 4.0, 4.0, 6.0],
+            "base_load_kw": [2.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            "pv_used_kw": [0.0, 0.0, 0.0, 0.0, 3.0, 3.0],
+            "battery_charge_kw": [0.0, 0.0, 1.0, 0.0, 2.0, 2.0],
+            "battery_discharge_kw": [2.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            "battery_soc_kwh": [3.0, 3.0, 4.0, 4.0, 6.0, 8.0],
         },
         index=idx,
     )
-    quarter = pd.date_range(idx[0], periods=20, freq="15min")
+    quarter = pd.date_range(idx[0], periods=24, freq="15min")
     # actual: the first hour draws 1 kW more; unexpected PV in the second; the fourth draws
-    # 2 kW; the fifth has no PV at all
-    base = pd.Series(np.repeat([3.0, 1.0, 1.0, 2.0, 1.0], 4), quarter)
-    pv = pd.Series(np.repeat([0.0, 2.5, 0.0, 0.0, 0.0], 4), quarter)
+    # 2 kW; the fifth has no PV at all; the sixth half the expected PV (a 1 kW surplus)
+    base = pd.Series(np.repeat([3.0, 1.0, 1.0, 2.0, 1.0, 1.0], 4), quarter)
+    pv = pd.Series(np.repeat([0.0, 2.5, 0.0, 0.0, 0.0, 2.0], 4), quarter)
     state = HouseholdState(battery_soc_kwh={"battery": 5.0})
     out = _execute(h, sched, idx[0], idx[-1] + pd.Timedelta(hours=1), base, pv, state, [])
     # the battery covers the extra load, stores the surprise surplus, charges as planned,
     # in the hold gives only what it holds above the planned SoC (4.5 - 4.0 kWh), and covers
-    # the house when the expected PV does not come
-    np.testing.assert_allclose(out["battery_kw"], [-3.0, 1.5, 1.0, -0.5, -1.0])
-    np.testing.assert_allclose(out["grid_import_kw"], [0.0, 0.0, 2.0, 1.5, 0.0])
-    np.testing.assert_allclose(out["grid_export_kw"], [0.0, 0.0, 0.0, 0.0, 0.0])
-    assert state.battery_soc_kwh["battery"] == pytest.approx(5.0 - 3.0 + 1.5 + 1.0 - 0.5 - 1.0)
+    # the house when the expected PV does not come; with less PV than expected it stores
+    # the actual surplus only, never charging from the grid to make up the plan's charge
+    np.testing.assert_allclose(out["battery_kw"], [-3.0, 1.5, 1.0, -0.5, -1.0, 1.0])
+    np.testing.assert_allclose(out["grid_import_kw"], [0.0, 0.0, 2.0, 1.5, 0.0, 0.0])
+    np.testing.assert_allclose(out["grid_export_kw"], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert state.battery_soc_kwh["battery"] == pytest.approx(
+        5.0 - 3.0 + 1.5 + 1.0 - 0.5 - 1.0 + 1.0
+    )
 
 
 HP_ONLY = {"devices": [d for d in PROFILE["devices"] if d["kind"] == "heat_pump"]}
