@@ -16,11 +16,13 @@ so this flatters the ``forecast`` strategy a little where a heat pump is concern
 
 Strategies (each its own chain of states):
 
-* ``forecast``: the base load is forecast with :func:`wattplan.forecast.forecast_base_load`
-  from the usage up to the end of the day before yesterday (the usage of yesterday is not
-  published yet at 14:00); PV is a persistence forecast: each slot gets the mean metered
-  PV of the same wall-clock time over the last seven published days (ACTUALS.csv has no
-  weather, so the pvlib model is not used here).
+* ``forecast``: the base load is forecast with
+  :func:`wattplan.forecast.forecast_base_load` from the usage up to the end of the day
+  before yesterday (the usage of yesterday is not published yet at 14:00) and planned on
+  as its mean, the expected energy (the reported ``forecast_error`` is that of its P50,
+  the figure the forecast benchmark measures); PV is a persistence forecast: each slot
+  gets the mean metered PV of the same wall-clock time over the last seven published days
+  (ACTUALS.csv has no weather, so the pvlib model is not used here).
 * ``perfect_forecast``: the same loop with the actual base load and PV as the forecast.
 * ``baseline``: the optimizer's baseline (the car charges at full power from plug-in, the
   battery does self-consumption, the heat pump is a thermostat holding its set point,
@@ -622,12 +624,12 @@ def rolling_backtest(
                     history[history.index < known], day, day + dt.timedelta(days=2),
                     timezone=tz, resolution_minutes=resolution,
                 )  # fmt: skip
-                kwh = fc.kwh["kwh_p50"]
-                kwh.index = pd.DatetimeIndex(kwh.index).tz_convert("UTC")
-                fq = _quarter_kw(kwh, resolution)
+                fc_kwh = fc.kwh.set_index(pd.DatetimeIndex(fc.kwh.index).tz_convert("UTC"))
+                # the plan is made on the expected energy; the error is reported of P50
+                fq = _quarter_kw(fc_kwh["kwh_mean"], resolution)
                 base_kw = pd.Series(_on_slots(fq, slots, int(step.total_seconds() // 60)), slots)
-                executed_kwh = kwh[(kwh.index >= t0) & (kwh.index < t1)]
-                fc_rows.append(executed_kwh)
+                p50 = fc_kwh["kwh_p50"]
+                fc_rows.append(p50[(p50.index >= t0) & (p50.index < t1)])
                 pv_kw = _persistence_pv(pv_q, day - dt.timedelta(days=2), slots, tz)
             else:
                 minutes = int(step.total_seconds() // 60)

@@ -239,3 +239,32 @@ def test_a_day_pooled_twice_still_counts_as_one_day_of_history() -> None:
         "2026-01-27",
     )
     assert three.standard_profile_slots == 0
+
+
+def test_the_mean_is_the_pools_mean_and_exceeds_a_skewed_median() -> None:
+    # one level per day, every fifth day ten times higher (a spiky, right-skewed load)
+    days = pd.date_range("2026-01-05", "2026-02-25", freq="D", tz=BERLIN, inclusive="left")
+    level = {d.date(): (1.0 if i % 5 == 0 else 0.1) for i, d in enumerate(days)}
+    index = pd.date_range(days[0], days[-1] + pd.Timedelta(days=1), freq="60min",
+                          inclusive="left")  # fmt: skip
+    history = pd.Series([level[t.date()] for t in index], index=index.tz_convert("UTC"))
+    target = pd.Timestamp("2026-02-25", tz=BERLIN)  # a Wednesday, no holiday around it
+    kwh = forecast_base_load(history, target.date(), (target + pd.Timedelta(days=1)).date()).kwh
+    # the pool by hand: the last six Wednesdays and the working days of the last 14 days
+    # (a Wednesday in both counts twice); away from midnight each day adds the same number
+    # of neighbouring slots, all at its level
+    same = [target - pd.Timedelta(weeks=w) for w in range(1, 7)]
+    recent = [target - pd.Timedelta(days=n) for n in range(1, 15)]
+    pool = [level[d.date()] for d in same] + [level[d.date()] for d in recent if d.weekday() < 5]
+    inner = (kwh.index.hour >= 1) & (kwh.index.hour < 23)
+    np.testing.assert_allclose(kwh["kwh_mean"][inner], np.mean(pool))
+    np.testing.assert_allclose(kwh["kwh_p50"][inner], np.median(pool))
+    assert np.mean(pool) > np.median(pool) + 0.05
+    assert (kwh["kwh_mean"] >= 0).all()
+
+
+def test_the_cold_start_mean_is_the_scaled_standard_profile() -> None:
+    empty = pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float)
+    year = forecast_base_load(empty, "2026-01-01", "2027-01-01", annual_kwh=3000.0)
+    assert year.kwh["kwh_mean"].sum() == pytest.approx(3000.0, rel=0.01)
+    np.testing.assert_allclose(year.kwh["kwh_p50"], 0.8 * year.kwh["kwh_mean"])

@@ -4,8 +4,8 @@ The demo runs once (module fixture) against the sandbox; what it prints and stor
 checked against figures recomputed here from the sandbox's meter data directly (not
 through the HTTP API or the Nomos client): the year of usage it fetched, yesterday's
 forecast against the meter (energy, MAE, MASE, coverage) and that every plan's base
-load is the forecast P50. :func:`check_forecast` is also checked on the 23- and 25-hour
-days with synthetic usage.
+load is the forecast's mean (the expected energy). :func:`check_forecast` is also
+checked on the 23- and 25-hour days with synthetic usage.
 """
 
 from __future__ import annotations
@@ -109,10 +109,14 @@ def test_yesterdays_forecast_beside_the_meter(demo: tuple[str, Path], history: p
     assert (folder / "wattplan-demo-forecast.png").stat().st_size > 10_000
 
 
-def test_every_plan_is_made_on_the_forecast_p50(demo: tuple[str, Path], history: pd.Series) -> None:
+def test_every_plan_is_made_on_the_forecast_mean(
+    demo: tuple[str, Path], history: pd.Series
+) -> None:
     _, folder = demo
-    p50 = forecast_base_load(history, TODAY, TODAY + timedelta(days=3)).kwh["kwh_p50"]
-    expected_kw = pd.Series(p50.to_numpy() * 4, index=pd.DatetimeIndex(p50.index).tz_convert("UTC"))
+    mean = forecast_base_load(history, TODAY, TODAY + timedelta(days=3)).kwh["kwh_mean"]
+    expected_kw = pd.Series(
+        mean.to_numpy() * 4, index=pd.DatetimeIndex(mean.index).tz_convert("UTC")
+    )
     store = PlanStore(f"sqlite:///{folder / 'wattplan-demo.sqlite3'}")
     try:
         plans = store.plan_history("demo")

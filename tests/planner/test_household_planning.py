@@ -119,7 +119,7 @@ def _day(world: World, day: date, caplog: pytest.LogCaptureFixture) -> None:
     assert plan is not None
     assert plan.horizon_end == _midnight(day + timedelta(days=2))
     assert plan.status in ("optimal", "feasible_with_shortfall")
-    # tomorrow's base load in the plan is the stored forecast (kWh per 15 min -> kW)
+    # tomorrow's base load in the plan is the stored forecast's mean (kWh per 15 min -> kW)
     tomorrow = day + timedelta(days=1)
     lo, hi = _midnight(tomorrow), _midnight(tomorrow + timedelta(days=1))
     forecast = store.forecast(CID, since=lo, until=hi)
@@ -129,7 +129,7 @@ def _day(world: World, day: date, caplog: pytest.LogCaptureFixture) -> None:
     assert len(planned) == _slots(tomorrow)
     if len(forecast):
         assert len(forecast) == _slots(tomorrow)
-        expected = forecast["kwh_p50"].reindex(planned.index) * 4
+        expected = forecast["kwh_mean"].reindex(planned.index) * 4
         assert (planned - expected).abs().max() < 1e-5
     # the profile's PV on the typical-year weather: some by day, none at night
     hours = pd.DatetimeIndex(rows.index).tz_convert(BERLIN).hour

@@ -119,3 +119,32 @@ def test_bad_url_is_a_planner_error() -> None:
 def test_repr_hides_the_password() -> None:
     store = PlanStore("postgresql+psycopg://user:hunter2secret@127.0.0.1:1/db", create=False)
     assert "hunter2secret" not in repr(store)
+
+
+def test_a_forecast_keeps_its_mean_and_an_older_one_without_plans_on_p50(
+    store: PlanStore,
+) -> None:
+    index = pd.date_range("2026-01-21", periods=4, freq="15min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "kwh_p10": [0.01, 0.02, 0.03, 0.04],
+            "kwh_p50": [0.05, 0.06, 0.07, 0.08],
+            "kwh_p90": [0.2, 0.3, 0.4, 0.5],
+            "kwh_mean": [0.09, 0.1, 0.11, 0.12],
+        },
+        index=index,
+    )
+    store.save_forecast("c1", frame, now=T0)
+    lo, hi = index[0].to_pydatetime(), (index[-1] + pd.Timedelta(minutes=15)).to_pydatetime()
+    back = store.forecast("c1", since=lo, until=hi)
+    assert back["kwh_mean"].tolist() == [0.09, 0.1, 0.11, 0.12]
+    assert back["kwh_p50"].tolist() == [0.05, 0.06, 0.07, 0.08]
+    # a forecast stored before the mean existed (NULL) plans on its P50
+    table = store._t["forecast"]
+    with store.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.start == index[1].to_pydatetime()).values(
+            kwh_mean=None))  # fmt: skip
+    assert store.forecast("c1", since=lo, until=hi)["kwh_mean"].tolist() == [0.09, 0.06, 0.11, 0.12]
+    # a frame without the mean stores its P50 as the mean
+    store.save_forecast("c2", frame.drop(columns="kwh_mean"), now=T0)
+    assert store.forecast("c2", since=lo, until=hi)["kwh_mean"].tolist() == [0.05, 0.06, 0.07, 0.08]

@@ -6,14 +6,18 @@ pools the values of the last six days of the same type (weekday; public holidays
 as Sundays) and of the last fourteen days of the same class (working day or not), each
 with the slots up to one hour either side, and takes the pool's median as P50 and its
 10th and 90th percentiles as P10 and P90. A median, not a mean, because household load
-is spiky and the median minimises the absolute error. Written here rather than taken
-from a forecasting library because the library models measured worse on these data and
-are much slower (see the benchmark).
+is spiky and the median minimises the absolute error. The pool's mean comes with them
+(``kwh_mean``): the expected energy, which is what a plan should be made on, since what
+energy costs is linear in it and the median of a right-skewed load falls short of it (on
+a year of residential3 planning on the mean saves 1.9 EUR against planning on P50).
+Written here rather than taken from a forecasting library because the library models
+measured worse on these data and are much slower (see the benchmark).
 
 Slots whose pool has fewer than three days of data (a cold start) come from the BDEW
 H25 standard profile scaled to an annual energy, given or estimated from the history;
 P10/P50/P90 are 0.3, 0.8 and 2.0 times it, the measured spread of real households around
-it (their load is skewed: the median is below the mean that H25 describes).
+it (their load is skewed: the median is below the mean that H25 describes), and the mean
+is the scaled H25 value itself.
 
 All of it works on local wall-clock slots: a 23-hour day has no 02:00 slot, a 25-hour
 day has two, and both get the forecast of the wall-clock slot 02:00.
@@ -54,6 +58,7 @@ _QUANTILES = (10.0, 50.0, 90.0)
 _STANDARD_FACTORS = (0.3, 0.8, 2.0)
 _TRAILING_DAYS = 365
 COLUMNS = ("kwh_p10", "kwh_p50", "kwh_p90")
+MEAN_COLUMN = "kwh_mean"
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class BaseLoadForecast:
     """Quantiles of the base load per slot, and what went into them.
 
     ``kwh`` has the columns ``kwh_p10``, ``kwh_p50`` and ``kwh_p90`` (energy per slot,
-    ordered P10 ≤ P50 ≤ P90) and the slot starts in the forecast's time zone as index.
+    ordered P10 ≤ P50 ≤ P90), ``kwh_mean`` (the expected energy per slot: plan on this
+    one) and the slot starts in the forecast's time zone as index.
     ``standard_profile_slots`` counts the slots that came from the H25 standard profile
     (no or too little history); ``annual_kwh`` is the annual energy it was scaled to
     (``None`` when it was not needed). ``negative_residue_slots`` and
@@ -240,7 +246,8 @@ def _slots(start: DateLike, end: DateLike, prepared: _History) -> pd.DatetimeInd
 
 
 def _pool_quantiles(h: _History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles (3 × slots) of the pooled rows, and the days of data behind each slot."""
+    """P10, P50, P90 and the mean (4 × slots) of the pooled rows, and the days of data
+    behind each slot."""
     block = h.values[rows]
     k = _NEIGHBOUR_MINUTES // h.resolution
     spd = h.slots_per_day
@@ -252,9 +259,12 @@ def _pool_quantiles(h: _History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     days = (~np.isnan(shifted[:, first])).any(axis=0).sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        quantiles = np.nanpercentile(pool, _QUANTILES, axis=0) if len(pool) else None
-    if quantiles is None:
-        quantiles = np.full((3, spd), np.nan)
+        if len(pool):
+            quantiles = np.vstack(
+                [np.nanpercentile(pool, _QUANTILES, axis=0), np.nanmean(pool, axis=0)]
+            )
+        else:
+            quantiles = np.full((4, spd), np.nan)
     return np.asarray(quantiles), days
 
 
@@ -279,7 +289,8 @@ def _day_quantiles(
     method: Method,
     annual_kwh: float | None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(3 × slots) quantiles for ``day`` from history rows before ``cut``; mask of H25 slots."""
+    """(4 × slots) P10, P50, P90 and mean for ``day`` from history rows before ``cut``;
+    the mask of H25 slots."""
     spd = h.slots_per_day
     kind = day_type(day, h.subdivision)
     cut = max(0, min(cut, len(h.values)))
@@ -293,7 +304,7 @@ def _day_quantiles(
         quantiles, days = _pool_quantiles(h, np.concatenate([same, recent]))
         fallback = days < _MIN_POOL_DAYS
     else:
-        quantiles = np.full((3, spd), np.nan)
+        quantiles = np.full((4, spd), np.nan)
         fallback = np.ones(spd, dtype=bool)
     annual = annual_kwh
     if fallback.any():
@@ -306,7 +317,7 @@ def _day_quantiles(
                 " (--annual-kwh on the command line)",
             )
         scaled = standard_day_kwh(day, kind, h.resolution) * (annual / H25_ANNUAL_KWH)
-        for i, factor in enumerate(_STANDARD_FACTORS):
+        for i, factor in enumerate((*_STANDARD_FACTORS, 1.0)):
             quantiles[i, fallback] = scaled[fallback] * factor
     return quantiles, fallback, annual if fallback.any() else None
 
@@ -320,7 +331,7 @@ def _forecast(
 ) -> BaseLoadForecast:
     local_days = [t.date() for t in slots]
     wall = np.asarray((slots.hour * 60 + slots.minute) // h.resolution)
-    out = np.empty((len(slots), 3))
+    out = np.empty((len(slots), 4))
     standard_slots = 0
     used_annual: float | None = None
     by_day: dict[dt.date, list[int]] = {}
@@ -334,8 +345,9 @@ def _forecast(
         standard_slots += int(fallback[wall[idx]].sum())
         if annual is not None:
             used_annual = annual
-    out = np.maximum(np.sort(out, axis=1), 0.0)
-    frame = pd.DataFrame(out, index=slots, columns=list(COLUMNS))
+    out[:, :3] = np.sort(out[:, :3], axis=1)
+    out = np.maximum(out, 0.0)
+    frame = pd.DataFrame(out, index=slots, columns=[*COLUMNS, MEAN_COLUMN])
     return BaseLoadForecast(
         kwh=frame,
         resolution_minutes=h.resolution,

@@ -173,7 +173,7 @@ def run_demo(
             # the plan windows run to the end of tomorrow's and, after the next
             # publication, the day after's prices; each day from the usage before it
             forecast = forecast_base_load(history, today, today + timedelta(days=3))
-            base_load_kw = forecast.kwh["kwh_p50"] * (60 / forecast.resolution_minutes)
+            base_load_kw = forecast.kwh["kwh_mean"] * (60 / forecast.resolution_minutes)
             base_load_kw.index = pd.DatetimeIndex(base_load_kw.index).tz_convert("UTC")
             profile = demo_profile()
 
@@ -207,12 +207,12 @@ def run_demo(
             )
             plan = plans[-1]
             days = (
-                forecast.kwh["kwh_p50"]
+                forecast.kwh["kwh_mean"]
                 .groupby(pd.DatetimeIndex(forecast.kwh.index).tz_convert(BERLIN).date)
                 .sum()
             )
             say(
-                "      base load: her forecast P50 ("
+                "      base load: her expected base load, the forecast's mean ("
                 + ", ".join(
                     f"{_day_name(d)} {kwh:.1f} kWh" for d, kwh in zip(days.index, days, strict=True)
                 )

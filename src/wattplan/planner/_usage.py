@@ -195,22 +195,23 @@ class HouseholdPlanning:
         )
 
     def base_load_kw(self, slots: pd.DatetimeIndex) -> pd.Series:
-        """P50 base load (mean kW) on 15-minute ``slots``: the stored forecast, and where
-        none is stored, a forecast from the stored history (cold start: H25 scaled)."""
+        """Expected base load (the forecast's mean, in mean kW) on 15-minute ``slots``: the
+        stored forecast, and where none is stored, a forecast from the stored history (cold
+        start: H25 scaled)."""
         from wattplan.household_backtest import _on_slots, _quarter_kw
 
         lo, hi = slots[0], slots[-1] + pd.Timedelta(minutes=15)
         stored = self.store.forecast(self.customer_id, since=lo.to_pydatetime(),
                                      until=hi.to_pydatetime())  # fmt: skip
         resolution = _resolution(stored.index)
-        kwh = stored["kwh_p50"]
+        kwh = stored["kwh_mean"]
         if len(stored) < 2 or len(kwh) < _intervals(lo, hi, resolution):
             # not (all) stored: forecast from the history (read only when needed)
             history = self.store.usage_history(
                 self.customer_id, since=(lo - _HISTORY_READ).to_pydatetime()
             )
             resolution = _resolution(history.index, stored.index)
-            made = self.forecast(history, lo, hi, resolution).kwh["kwh_p50"]
+            made = self.forecast(history, lo, hi, resolution).kwh["kwh_mean"]
             made.index = pd.DatetimeIndex(made.index).tz_convert("UTC")
             kwh = kwh.combine_first(made) if len(kwh) else made
         quarter = _quarter_kw(kwh.sort_index(), resolution)

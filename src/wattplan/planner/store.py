@@ -317,6 +317,7 @@ def _tables(prefix: str, schema: str | None) -> tuple[sa.MetaData, dict[str, sa.
         sa.Column("kwh_p50", sa.Float, nullable=False),
         sa.Column("kwh_p90", sa.Float, nullable=False),
         sa.Column("made_at", ts, nullable=False),
+        sa.Column("kwh_mean", sa.Float, nullable=True),
     )
     errors = sa.Table(
         f"{prefix}forecast_errors",
@@ -788,13 +789,15 @@ class PlanStore:
     def save_forecast(self, customer_id: str, forecast: pd.DataFrame, *, now: datetime) -> None:
         """Store (replace) the base-load forecast of the slots in ``forecast``.
 
-        ``forecast`` has ``kwh_p10``, ``kwh_p50``, ``kwh_p90`` and a tz-aware index.
+        ``forecast`` has ``kwh_p10``, ``kwh_p50``, ``kwh_p90``, optionally ``kwh_mean``, and
+        a tz-aware index.
         """
         f = self._t["forecast"]
         now = _utc(now)
         if forecast.empty:
             return
         index = pd.DatetimeIndex(forecast.index).tz_convert("UTC")
+        means = forecast["kwh_mean"] if "kwh_mean" in forecast.columns else forecast["kwh_p50"]
         rows = [
             {
                 "customer_id": customer_id,
@@ -802,10 +805,16 @@ class PlanStore:
                 "kwh_p10": float(p10),
                 "kwh_p50": float(p50),
                 "kwh_p90": float(p90),
+                "kwh_mean": float(mean),
                 "made_at": now,
             }
-            for ts, p10, p50, p90 in zip(
-                index, forecast["kwh_p10"], forecast["kwh_p50"], forecast["kwh_p90"], strict=True
+            for ts, p10, p50, p90, mean in zip(
+                index,
+                forecast["kwh_p10"],
+                forecast["kwh_p50"],
+                forecast["kwh_p90"],
+                means,
+                strict=True,
             )
         ]
         lo, hi = index.min().to_pydatetime(), index.max().to_pydatetime()
@@ -816,7 +825,8 @@ class PlanStore:
             conn.execute(f.insert(), rows)
 
     def forecast(self, customer_id: str, *, since: datetime, until: datetime) -> pd.DataFrame:
-        """The stored forecast on ``[since, until)``: ``kwh_p10/p50/p90``, ``made_at``."""
+        """The stored forecast on ``[since, until)``: ``kwh_p10/p50/p90``, ``kwh_mean`` (P50
+        where a forecast stored before the mean existed has none), ``made_at``."""
         f = self._t["forecast"]
         query = (
             sa.select(f)
@@ -837,6 +847,9 @@ class PlanStore:
                 "kwh_p10": [float(r["kwh_p10"]) for r in rows],
                 "kwh_p50": [float(r["kwh_p50"]) for r in rows],
                 "kwh_p90": [float(r["kwh_p90"]) for r in rows],
+                "kwh_mean": [
+                    float(r["kwh_p50"] if r["kwh_mean"] is None else r["kwh_mean"]) for r in rows
+                ],
                 "made_at": [_must(r["made_at"]) for r in rows],
             },
             index=index,
