@@ -521,8 +521,8 @@ def test_gaps_in_outdoor_c_are_interpolated_and_reported(tmp_path: Path) -> None
     assert hour == pytest.approx(before + (after - before) * 2 / 4)
 
 
-def test_pv_forecast_is_the_mean_of_the_last_seven_published_days_by_wall_clock() -> None:
-    from wattplan.household_backtest import _persistence_pv
+def test_pv_forecast_is_the_mean_of_the_last_published_days_by_wall_clock() -> None:
+    from wattplan.household_backtest import PV_DAYS, _persistence_pv
 
     tz = "Europe/Berlin"
     idx = pd.date_range("2026-03-20", "2026-04-05", freq="15min", tz=tz, inclusive="left")
@@ -531,7 +531,7 @@ def test_pv_forecast_is_the_mean_of_the_last_seven_published_days_by_wall_clock(
     values = np.where(np.isin(local.hour, [2, 12]), local.day.astype(float), 0.0)
     pv = pd.Series(values, index=idx.tz_convert("UTC"))
     slots = pd.date_range("2026-04-01", "2026-04-02", freq="15min", tz=tz, inclusive="left")
-    out = _persistence_pv(pv, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz)
+    out = _persistence_pv(pv, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz, days=7)
     hours = slots.hour
     # noon: the mean of 24 … 30 March
     np.testing.assert_allclose(out[hours == 12], np.mean(range(24, 31)))
@@ -542,5 +542,9 @@ def test_pv_forecast_is_the_mean_of_the_last_seven_published_days_by_wall_clock(
     later = pv.copy()
     later[later.index >= pd.Timestamp("2026-03-31", tz=tz)] *= 10
     np.testing.assert_allclose(
-        _persistence_pv(later, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz), out
+        _persistence_pv(later, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz, days=7), out
     )
+    # the default looks back fourteen days; days without data (before 20 March) are skipped
+    assert PV_DAYS == 14
+    default = _persistence_pv(pv, dt.date(2026, 3, 30), slots.tz_convert("UTC"), tz)
+    np.testing.assert_allclose(default[hours == 12], np.mean(range(20, 31)))
