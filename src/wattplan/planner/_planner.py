@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from wattplan.exceptions import (
@@ -1054,11 +1054,7 @@ class Planner:
         first = pd.Timestamp(start) - step + pd.Timedelta(seconds=1)
         ahead = prices[index >= first]
         # the horizon ends at the first missing amount (or hole) after ``start``
-        end_ts = pd.Timestamp(start)
-        for ts, value in zip(pd.DatetimeIndex(ahead.index), ahead.to_numpy(), strict=True):
-            if ts > end_ts or math.isnan(value):
-                break
-            end_ts = ts + step
+        end_ts = _covered_until(pd.Timestamp(start), pd.DatetimeIndex(ahead.index), ahead, step)
         limit = pd.Timestamp(start + self._max_horizon)
         end_ts = min(end_ts, limit)
         end = floor_to_slot(end_ts.to_pydatetime(), resolution=resolution)
@@ -1132,6 +1128,28 @@ def _needed_kwh(fields: Mapping[str, Any]) -> float | None:
         return max(0.0, float(target) - float(soc))
     energy = fields.get("energy_kwh")
     return float(energy) if isinstance(energy, int | float) else None
+
+
+def _covered_until(
+    start: pd.Timestamp, index: pd.DatetimeIndex, prices: pd.Series, step: pd.Timedelta
+) -> pd.Timestamp:
+    """The end of the run of slots from ``start`` on that have amounts and no hole between.
+
+    Walking the slots in order: a slot that begins after the end so far, or has no amount,
+    ends the run; otherwise the run reaches to the slot's start plus ``step``.
+    """
+    if len(index) == 0:
+        return start
+    starts = index.tz_convert("UTC").tz_convert(None).to_numpy().astype("datetime64[ns]")
+    width = step.to_timedelta64().astype("timedelta64[ns]")
+    ends = starts + width
+    first = start.tz_convert("UTC").tz_localize(None).to_datetime64().astype("datetime64[ns]")
+    # the end of the run before each slot, if the run got that far
+    before = np.concatenate(([first], ends[:-1]))
+    stops = (starts > before) | np.isnan(prices.to_numpy(dtype=float))
+    reached = before[int(np.argmax(stops))] if stops.any() else ends[-1]
+    out = pd.Timestamp(reached).tz_localize("UTC")
+    return out.tz_convert(start.tz) if start.tz is not None else out
 
 
 def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:
