@@ -251,8 +251,9 @@ def _is_utc(moment: datetime) -> bool:
 
 def _prices_from_json(text: str) -> pd.Series:
     rows = json.loads(text)
-    if rows:  # one vectorised parse, not a Timestamp per row
-        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="start")
+    if rows:  # one vectorised parse, not a Timestamp per row (ISO 8601: no format guessing)
+        starts = pd.to_datetime([r[0] for r in rows], utc=True, format="ISO8601")
+        index = pd.DatetimeIndex(starts, name="start")
     else:
         index = pd.DatetimeIndex([], tz="UTC", name="start")
     values = [math.nan if r[1] is None else float(r[1]) for r in rows]
