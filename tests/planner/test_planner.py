@@ -366,3 +366,59 @@ def test_stop_skips_the_rest_of_a_pass(
     report = planner.run_once()
     assert report.by_outcome(Outcome.SKIPPED) == ["c1", "c2"]
     assert store.count_plans() == 0
+
+
+@pytest.mark.parametrize("on_executor", [False, True], ids=["in-process", "thread-executor"])
+def test_the_status_announced_after_a_turn_is_the_stored_one(
+    store: PlanStore, clock: FakeClock, source: FakePriceSource, on_executor: bool
+) -> None:
+    # After a success the planner does not read the status back: it applies what it wrote
+    # to what it read. Whatever the turn did, that must equal a fresh read of the store.
+    from wattplan.planner._executors import ThreadExecutor
+
+    events: list[PlanEvent] = []
+    executor = ThreadExecutor(2) if on_executor else None
+    planner = Planner(
+        customers=[fake_customer(i) for i in ("c1", "c2")],
+        store=store,
+        prices=source,
+        optimize=FakeOptimizer(),
+        clock=clock,
+        sinks=(CallbackSink(events.append),),
+        executor=executor,
+    )
+
+    def check(report_outcomes: list[str]) -> None:
+        for cid in ("c1", "c2"):
+            stored = store.status(cid)
+            assert stored is not None
+            assert planner._live[cid].status == stored
+            assert planner.customer_status(cid) == stored.as_dict(clock.now())
+        created = [e for e in events if e.topic is EventTopic.PLAN_CREATED]
+        for event in created:
+            stored = store.status(event.customer_id)
+            assert stored is not None
+            assert event.payload["health"] == stored.health.value
+        events.clear()
+        assert report_outcomes
+
+    try:
+        check(planner.run_once().planned)  # first plans
+        clock.advance(timedelta(minutes=15))
+        check(planner.run_once().by_outcome(Outcome.UNCHANGED))  # fetched, nothing new
+        check(planner.run_once(fetch_prices=False).by_outcome(Outcome.UNCHANGED))
+        source.failing = {"c2"}
+        clock.advance(timedelta(minutes=15))
+        report = planner.run_once()
+        assert report.failed == ["c2"]
+        check(report.failed)
+        source.failing = set()
+        clock.set(datetime(2026, 1, 20, 14, 30, tzinfo=BERLIN))  # published: both re-plan
+        report = planner.run_once()
+        assert sorted(report.planned) == ["c1", "c2"]
+        assert store.status("c2") is not None
+        check(report.planned)
+        assert store.status("c2").health is CustomerHealth.OK  # type: ignore[union-attr]
+    finally:
+        if executor is not None:
+            executor.close()

@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
@@ -158,6 +159,7 @@ def expected_slots(start: date, end: date, *, step_min: int, tz: str) -> pd.Date
 def _checked_table(
     prices: Prices, start: date, end: date, tz: str
 ) -> tuple[pd.DatetimeIndex, dict[pd.Timestamp, int]]:
+    """The expected slots and which item fills each (item by item, for the exact error)."""
     if prices.items is None:
         raise NomosError(
             f"subscription {prices.subscription} is not active: Nomos sends no prices for it"
@@ -184,6 +186,67 @@ def _checked_table(
     return expected, table
 
 
+def _slot_rows(prices: Prices, start: date, end: date, tz: str) -> tuple[pd.DatetimeIndex, Any]:
+    """The expected slots and, per slot, the position of its item in ``prices.items`` (-1
+    where none), checked as :func:`_checked_table` does, in vectorised steps.
+
+    A payload with an item off the grid or twice goes through :func:`_checked_table`, which
+    raises the error naming the first such item.
+    """
+    items = prices.items
+    if items is None or not items:
+        expected, table = _checked_table(prices, start, end, tz)
+        rows = np.full(len(expected), -1, dtype=np.int64)
+        for ts, k in table.items():
+            rows[expected.get_loc(ts)] = k
+        return expected, rows
+    unit = prices.unit.replace(" ", "").lower()
+    if unit not in ("ct/kwh", "ct/kwh."):
+        raise MalformedResponseError(f"unexpected price unit {prices.unit!r} (want ct/kWh)")
+    step = prices.resolution_minutes
+    expected = expected_slots(start, end, step_min=step, tz=tz)
+    lo, hi = expected[0], expected[-1] + pd.Timedelta(minutes=step)
+    stamps = pd.DatetimeIndex(pd.to_datetime([item.timestamp for item in items], utc=True))
+    inside = np.asarray((stamps >= lo) & (stamps < hi))
+    if not inside.all() and logger.isEnabledFor(logging.DEBUG):
+        for ts in stamps[~inside]:
+            logger.debug("ignoring a price item outside the requested days: %s", ts)
+    slots = np.asarray(expected.get_indexer(stamps[inside]))
+    if (slots < 0).any() or len(np.unique(slots)) != len(slots):
+        _checked_table(prices, start, end, tz)  # raises for the first item off the grid or twice
+    rows = np.full(len(expected), -1, dtype=np.int64)
+    rows[slots] = np.flatnonzero(inside)
+    return expected, rows
+
+
+def _complete(expected: pd.DatetimeIndex, rows: Any, amounts: list[float | None], tz: str) -> None:
+    """Raise unless every expected slot has an item with an amount (see prices_to_frame)."""
+    have = rows >= 0
+    nulls_at = np.zeros(len(expected), dtype=bool)
+    nulls_at[have] = [amounts[k] is None for k in rows[have].tolist()]
+    if have.all() and not nulls_at.any():
+        return
+    missing = list(expected[~have])
+    nulls = list(expected[nulls_at])
+    absent = sorted(set(missing) | set(nulls))
+    tail = expected[expected >= absent[0]]
+    local = absent[0].tz_convert(tz)
+    if len(tail) == len(absent):
+        raise PricesNotPublishedError(
+            f"prices from {local.isoformat()} on are not published yet "
+            f"({len(absent)} of {len(expected)} slots missing)"
+        )
+    if missing:
+        raise MalformedResponseError(
+            f"{len(missing)} price slots missing inside the series "
+            f"(first at {missing[0].tz_convert(tz).isoformat()})"
+        )
+    raise PricesNotPublishedError(
+        f"{len(nulls)} price slots have no amount yet (first at "
+        f"{nulls[0].tz_convert(tz).isoformat()})"
+    )
+
+
 def prices_to_frame(
     prices: Prices, *, start: date, end: date, tz: str = "Europe/Berlin"
 ) -> pd.DataFrame:
@@ -203,34 +266,16 @@ def prices_to_frame(
     NomosError
         The subscription is not active (``items: null``).
     """
-    expected, table = _checked_table(prices, start, end, tz)
+    expected, rows = _slot_rows(prices, start, end, tz)
     items = prices.items or ()
-    missing = [ts for ts in expected if ts not in table]
-    nulls = [ts for ts in expected if ts in table and items[table[ts]].amount_ct_per_kwh is None]
-    if missing or nulls:
-        absent = sorted(set(missing) | set(nulls))
-        tail = expected[expected >= absent[0]]
-        local = absent[0].tz_convert(tz)
-        if len(tail) == len(absent):
-            raise PricesNotPublishedError(
-                f"prices from {local.isoformat()} on are not published yet "
-                f"({len(absent)} of {len(expected)} slots missing)"
-            )
-        if missing:
-            raise MalformedResponseError(
-                f"{len(missing)} price slots missing inside the series "
-                f"(first at {missing[0].tz_convert(tz).isoformat()})"
-            )
-        raise PricesNotPublishedError(
-            f"{len(nulls)} price slots have no amount yet (first at "
-            f"{nulls[0].tz_convert(tz).isoformat()})"
-        )
-    rows = [items[table[ts]] for ts in expected]
+    amounts = [item.amount_ct_per_kwh for item in items]
+    _complete(expected, rows, amounts, tz)
+    chosen = [items[k] for k in rows.tolist()]
     data: dict[str, list[float]] = {
-        "price_ct_per_kwh": [float(r.amount_ct_per_kwh) for r in rows]  # type: ignore[arg-type]
+        "price_ct_per_kwh": [float(r.amount_ct_per_kwh) for r in chosen]
     }
     for kind in _COMPONENTS:
-        values = [r.component(kind) for r in rows]
+        values = [r.component(kind) for r in chosen]
         data[f"{kind}_ct_per_kwh"] = [float("nan") if v is None else float(v) for v in values]
     frame = pd.DataFrame(data, index=expected)
     return frame
@@ -240,9 +285,13 @@ def prices_to_series(
     prices: Prices, *, start: date, end: date, tz: str = "Europe/Berlin"
 ) -> pd.Series:
     """The all-in price per slot as ``price_ct_per_kwh`` (see :func:`prices_to_frame`)."""
-    series = prices_to_frame(prices, start=start, end=end, tz=tz)["price_ct_per_kwh"]
-    series.name = "price_ct_per_kwh"
-    return series
+    # the frame's column without the components, which nobody reads here
+    expected, rows = _slot_rows(prices, start, end, tz)
+    items = prices.items or ()
+    amounts = [item.amount_ct_per_kwh for item in items]
+    _complete(expected, rows, amounts, tz)
+    values = [float(amounts[k]) for k in rows.tolist()]
+    return pd.Series(values, index=expected, name="price_ct_per_kwh", dtype=float)
 
 
 def parse_usage(payload: Any) -> Usage:

@@ -88,6 +88,29 @@ def _num(x: Any) -> Any:
     return x
 
 
+def _isoformats(index: pd.DatetimeIndex) -> list[str]:
+    """``Timestamp.isoformat()`` of each moment of a tz-aware index (in its own zone).
+
+    Moments on whole seconds with offsets of whole minutes (every schedule) are formatted
+    in vectorised steps; anything else one by one, with the same result.
+    """
+    wall = index.tz_localize(None).to_numpy()
+    utc = index.tz_convert(None).to_numpy()
+    minutes = (wall - utc) / np.timedelta64(1, "m")
+    if (
+        index.hasnans
+        or not bool((wall.astype("datetime64[s]") == wall).all())
+        or not bool((minutes == np.round(minutes)).all())
+    ):
+        return [ts.isoformat() for ts in index]
+    texts = np.datetime_as_string(wall, unit="s").tolist()
+    offsets = {
+        m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+        for m in set(minutes.astype(int).tolist())
+    }
+    return [t + offsets[m] for t, m in zip(texts, minutes.astype(int).tolist(), strict=True)]
+
+
 @dataclass(frozen=True)
 class Plan:
     """A schedule for every device, its cost, the baseline and the saving.
@@ -168,10 +191,16 @@ class Plan:
         if not self.schedule.empty:
             local = pd.DatetimeIndex(self.schedule.index).tz_convert(self.timezone)
             cols = list(self.schedule.columns)
-            data = self.schedule.to_numpy(dtype=float)
-            for ts, vals in zip(local, data, strict=True):
-                row: dict[str, Any] = {"start": ts.isoformat()}
-                row.update({c: _num(v) for c, v in zip(cols, vals, strict=True)})
+            # Python floats (tolist), rounded as _num rounds them, without its type checks
+            data: list[list[float]] = self.schedule.to_numpy(dtype=float).tolist()
+            for start, vals in zip(_isoformats(local), data, strict=True):
+                row: dict[str, Any] = {"start": start}
+                row.update(
+                    {
+                        c: round(v, 6) if math.isfinite(v) else None
+                        for c, v in zip(cols, vals, strict=True)
+                    }
+                )
                 rows.append(row)
         return {
             "scenario": self.scenario_name,

@@ -55,9 +55,9 @@ class LiveCustomer:
             return
         if self._kept is not None and plan.id == self._kept.id:
             return  # the same plan read again
-        text = dumps(plan.document)
+        text = plan.document_json if plan.document_json is not None else dumps(plan.document)
         self._document_z = zlib.compress(text.encode(), 1)
-        self._kept = dataclasses.replace(plan, document={})
+        self._kept = dataclasses.replace(plan, document={}, document_json=None)
 
     @property
     def plan(self) -> StoredPlan | None:

@@ -13,9 +13,9 @@ memory, marked stale.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
-import math
 import queue
 import threading
 import time
@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from wattplan.exceptions import (
@@ -117,6 +118,17 @@ class RunReport:
         return sum(o.optimize_s for o in self.outcomes)
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A customer's status as read at the start of its turn, and how far this process's
+    record of its successes and failures had got then (to tell what was written since)."""
+
+    status: CustomerStatus | None
+    exact: bool  # the status as stored: nothing merged in from memory
+    ok_seq: int
+    failed_seq: int
+
+
 @dataclass(slots=True)
 class _Pending:
     """A customer between deciding to plan and storing the plan (its lock is held)."""
@@ -131,6 +143,7 @@ class _Pending:
     attempt: str
     fetched: bool
     tries: int = 0
+    seen: _Seen | None = None
 
 
 def _takes_previous_plan(fn: Callable[..., Any]) -> bool:
@@ -634,14 +647,51 @@ class Planner:
 
     def _stored_status(self, cid: str) -> CustomerStatus | None:
         """The stored status merged with what this process saw (memory if unreadable)."""
+        return self._read_status(cid).status
+
+    def _read_status(self, cid: str) -> _Seen:
         live = self._live[cid]
         try:
             stored = self.store.status(cid)
         except StoreError:
-            return live.effective(None)
+            return _Seen(live.effective(None), False, live.ok_seq, live.failed_seq)
         if stored is not None:
             live.status = stored
-        return live.effective(stored)
+        status = live.effective(stored)
+        exact = stored is not None and status is stored
+        return _Seen(status, exact, live.ok_seq, live.failed_seq)
+
+    def _known_after(
+        self, cid: str, seen: _Seen, created: StoredPlan | None
+    ) -> CustomerStatus | None:
+        """The status a read of the store would give now, when this process knows it.
+
+        That is when the turn began with the status as stored and since then at most a
+        success and a new plan were written, both by this process under the customer's
+        lock: the stored row is the one read with those writes applied. ``None`` (read
+        it) after a failure or when the turn began from memory.
+        """
+        live = self._live[cid]
+        after = seen.status
+        if after is None or not seen.exact or live.failed_seq != seen.failed_seq:
+            return None
+        if live.ok_seq != seen.ok_seq:  # record_success wrote these fields
+            if live.ok_at is None:
+                return None
+            after = dataclasses.replace(
+                after,
+                health=CustomerHealth.OK,
+                last_success_at=live.ok_at,
+                failures=0,
+                error_kind=None,
+                error=None,
+            )
+        if created is not None:  # a row inserted now: the customer's newest plan
+            after = dataclasses.replace(
+                after, latest_plan_id=created.id, latest_plan_at=created.created_at
+            )
+        live.status = after
+        return live.effective(after)
 
     def _record_success(self, cid: str, now: datetime, attempt: str) -> None:
         self.store.record_success(cid, now=now, attempt_key=attempt)
@@ -665,7 +715,8 @@ class Planner:
     def _run_customer(self, cid: str, now: datetime, *, fetch_prices: bool) -> CustomerOutcome:
         with self._locks[cid]:
             self._refresh_usage(cid, now)
-            before = self._stored_status(cid)
+            seen = self._read_status(cid)
+            before = seen.status
             created: StoredPlan | None = None
             try:
                 step = self._decide(cid, now, fetch_prices=fetch_prices, before=before)
@@ -676,7 +727,7 @@ class Planner:
                     outcome, created = self._store_result(step, now, solved)
             except Exception as exc:  # one customer never stops the others
                 outcome = self._failed(cid, now, exc)
-            self._announce(cid, now, before, created)
+            self._announce(cid, now, before, created, seen)
             return outcome
 
     def _refresh_usage(self, cid: str, now: datetime) -> None:
@@ -714,9 +765,16 @@ class Planner:
         return CustomerOutcome(cid, Outcome.FAILED, error_kind=kind)
 
     def _announce(
-        self, cid: str, now: datetime, before: CustomerStatus | None, created: StoredPlan | None
+        self,
+        cid: str,
+        now: datetime,
+        before: CustomerStatus | None,
+        created: StoredPlan | None,
+        seen: _Seen | None = None,
     ) -> None:
-        after = self._stored_status(cid)
+        after = self._known_after(cid, seen, created) if seen is not None else None
+        if after is None:
+            after = self._stored_status(cid)
         if created is not None:
             meta = after.as_dict(now) if after is not None else {}
             self._emit(
@@ -748,16 +806,18 @@ class Planner:
             keep = False
             try:
                 self._refresh_usage(cid, moment)
-                before = self._stored_status(cid)
+                seen = self._read_status(cid)
+                before = seen.status
                 try:
                     step = self._decide(cid, moment, fetch_prices=fetch_prices, before=before)
                 except Exception as exc:
                     outcome = self._failed(cid, moment, exc)
-                    self._announce(cid, moment, before, None)
+                    self._announce(cid, moment, before, None, seen)
                     return outcome
                 if isinstance(step, CustomerOutcome):
-                    self._announce(cid, moment, before, None)
+                    self._announce(cid, moment, before, None, seen)
                     return step
+                step.seen = seen
                 keep = True  # released by finish()
                 return step
             finally:
@@ -774,7 +834,7 @@ class Planner:
                     outcome, created = self._store_result(pending, moment, result)
                 except Exception as exc:
                     outcome = self._failed(cid, moment, exc)
-                self._announce(cid, moment, pending.before, created)
+                self._announce(cid, moment, pending.before, created, pending.seen)
                 return outcome
             finally:
                 self._locks[cid].release()
@@ -1054,11 +1114,7 @@ class Planner:
         first = pd.Timestamp(start) - step + pd.Timedelta(seconds=1)
         ahead = prices[index >= first]
         # the horizon ends at the first missing amount (or hole) after ``start``
-        end_ts = pd.Timestamp(start)
-        for ts, value in zip(pd.DatetimeIndex(ahead.index), ahead.to_numpy(), strict=True):
-            if ts > end_ts or math.isnan(value):
-                break
-            end_ts = ts + step
+        end_ts = _covered_until(pd.Timestamp(start), pd.DatetimeIndex(ahead.index), ahead, step)
         limit = pd.Timestamp(start + self._max_horizon)
         end_ts = min(end_ts, limit)
         end = floor_to_slot(end_ts.to_pydatetime(), resolution=resolution)
@@ -1132,6 +1188,28 @@ def _needed_kwh(fields: Mapping[str, Any]) -> float | None:
         return max(0.0, float(target) - float(soc))
     energy = fields.get("energy_kwh")
     return float(energy) if isinstance(energy, int | float) else None
+
+
+def _covered_until(
+    start: pd.Timestamp, index: pd.DatetimeIndex, prices: pd.Series, step: pd.Timedelta
+) -> pd.Timestamp:
+    """The end of the run of slots from ``start`` on that have amounts and no hole between.
+
+    Walking the slots in order: a slot that begins after the end so far, or has no amount,
+    ends the run; otherwise the run reaches to the slot's start plus ``step``.
+    """
+    if len(index) == 0:
+        return start
+    starts = index.tz_convert("UTC").tz_convert(None).to_numpy().astype("datetime64[ns]")
+    width = step.to_timedelta64().astype("timedelta64[ns]")
+    ends = starts + width
+    first = start.tz_convert("UTC").tz_localize(None).to_datetime64().astype("datetime64[ns]")
+    # the end of the run before each slot, if the run got that far
+    before = np.concatenate(([first], ends[:-1]))
+    stops = (starts > before) | np.isnan(prices.to_numpy(dtype=float))
+    reached = before[int(np.argmax(stops))] if stops.any() else ends[-1]
+    out = pd.Timestamp(reached).tz_localize("UTC")
+    return out.tz_convert(start.tz) if start.tz is not None else out
 
 
 def _price_step(index: pd.DatetimeIndex, resolution: timedelta) -> pd.Timedelta:

@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["PriceChange", "PriceDecision", "decide_prices", "price_fingerprint"]
+__all__ = ["PriceChange", "PriceDecision", "decide_prices", "price_fingerprint", "utc_isoformats"]
 
 # Amounts are ct/kWh with a few decimals; a difference below this is rounding noise.
 _TOLERANCE_CT = 1e-6
@@ -49,17 +50,33 @@ def _validate(prices: pd.Series, name: str) -> pd.Series:
     return out.sort_index()
 
 
+def utc_isoformats(index: pd.DatetimeIndex) -> list[str]:
+    """``Timestamp.isoformat()`` of each moment of a tz-aware index, in UTC.
+
+    Slot starts on whole seconds (every price curve) are formatted in one vectorised step;
+    anything else (fractions of a second, ``NaT``) one by one, with the same result.
+    """
+    utc = index.tz_convert("UTC")
+    naive = utc.tz_convert(None).to_numpy()
+    if not utc.hasnans and bool((naive.astype("datetime64[s]") == naive).all()):
+        return [f"{text}+00:00" for text in np.datetime_as_string(naive, unit="s").tolist()]
+    return [ts.isoformat() for ts in utc]
+
+
 def price_fingerprint(prices: pd.Series) -> str:
     """A short, stable hash of a price curve (slot starts in UTC and amounts).
 
     Amounts are rounded to 1e-6 ct/kWh; ``NaN`` (a ``null`` amount) hashes as its own value.
     """
     curve = _validate(prices, "prices")
-    digest = hashlib.sha256()
-    for start, amount in zip(curve.index, curve.to_numpy(), strict=True):
-        value = "null" if math.isnan(amount) else f"{amount:.6f}"
-        digest.update(f"{start.isoformat()}={value};".encode())
-    return digest.hexdigest()[:32]
+    starts = utc_isoformats(pd.DatetimeIndex(curve.index))
+    amounts = curve.to_numpy(dtype=float).tolist()
+    text = "".join(
+        f"{start}={'null' if math.isnan(amount) else f'{amount:.6f}'};"
+        for start, amount in zip(starts, amounts, strict=True)
+    )
+    # one update with the concatenation: the same digest as one update per slot
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def decide_prices(previous: pd.Series | None, current: pd.Series) -> PriceDecision:
@@ -77,9 +94,12 @@ def decide_prices(previous: pd.Series | None, current: pd.Series) -> PriceDecisi
     if (filled > before.index.min()).any():  # a hole in the old curve got a slot
         return PriceDecision(PriceChange.AMOUNT_CHANGED, fingerprint)
     common = now_curve.index.intersection(before.index)
-    a = now_curve.reindex(common).to_numpy()
-    b = before.reindex(common).to_numpy()
-    for x, y in zip(a, b, strict=True):
-        if math.isnan(x) != math.isnan(y) or (not math.isnan(x) and abs(x - y) > _TOLERANCE_CT):
-            return PriceDecision(PriceChange.AMOUNT_CHANGED, fingerprint)
+    a = now_curve.reindex(common).to_numpy(dtype=float)
+    b = before.reindex(common).to_numpy(dtype=float)
+    missing_a, missing_b = np.isnan(a), np.isnan(b)
+    both = ~missing_a & ~missing_b
+    if bool((missing_a != missing_b).any()) or bool(
+        (np.abs(a[both] - b[both]) > _TOLERANCE_CT).any()
+    ):
+        return PriceDecision(PriceChange.AMOUNT_CHANGED, fingerprint)
     return PriceDecision(PriceChange.UNCHANGED, fingerprint)

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from wattplan import _db, migrations
 from wattplan.exceptions import ConflictError, PlannerError, StoreError
+from wattplan.planner._prices import utc_isoformats
 
 __all__ = [
     "CustomerHealth",
@@ -84,6 +85,9 @@ class StoredPlan:
     document: dict[str, Any]
     prices_json: str = field(repr=False)
     device_state: dict[str, dict[str, Any]] = field(repr=False)
+    # the document as stored (JSON text), when at hand: kept copies of the plan compress
+    # it instead of serialising the document again
+    document_json: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def prices(self) -> pd.Series:
@@ -215,18 +219,41 @@ def state_fingerprint(devices: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _prices_to_json(prices: pd.Series) -> str:
-    index = pd.DatetimeIndex(prices.index).tz_convert("UTC")
-    rows = [
-        [ts.isoformat(), None if pd.isna(v) else float(v)]
-        for ts, v in zip(index, prices.to_numpy(), strict=True)
-    ]
+    starts = utc_isoformats(pd.DatetimeIndex(prices.index))
+    values = prices.to_numpy()
+    if values.dtype.kind == "f":
+        amounts = [None if math.isnan(v) else v for v in values.tolist()]
+    else:
+        amounts = [None if pd.isna(v) else float(v) for v in values]
+    rows = [[ts, v] for ts, v in zip(starts, amounts, strict=True)]
     return json.dumps(rows, separators=(",", ":"))
+
+
+def _json_native(value: Any) -> bool:
+    """Whether ``json.loads(dumps(value)) == value``: dicts with text keys, lists, text,
+    finite numbers, booleans and ``None`` only (no tuples, datetimes or NaN)."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is list:
+        return all(_json_native(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _json_native(v) for k, v in value.items())
+    return False
+
+
+def _is_utc(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is not None and not offset
 
 
 def _prices_from_json(text: str) -> pd.Series:
     rows = json.loads(text)
-    if rows:  # one vectorised parse, not a Timestamp per row
-        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="start")
+    if rows:  # one vectorised parse, not a Timestamp per row (ISO 8601: no format guessing)
+        starts = pd.to_datetime([r[0] for r in rows], utc=True, format="ISO8601")
+        index = pd.DatetimeIndex(starts, name="start")
     else:
         index = pd.DatetimeIndex([], tz="UTC", name="start")
     values = [math.nan if r[1] is None else float(r[1]) for r in rows]
@@ -612,6 +639,9 @@ class PlanStore:
         key = hashlib.sha256(
             f"{horizon_start.isoformat()}|{prices_fingerprint}|{s_fp}".encode()
         ).hexdigest()
+        cost, baseline = _finite(cost_eur), _finite(baseline_cost_eur)
+        savings = _finite(savings_eur)
+        prices_text, document_text = _prices_to_json(prices), dumps(document)
         row = {
             "customer_id": customer_id,
             "inputs_key": key,
@@ -620,22 +650,53 @@ class PlanStore:
             "horizon_end": horizon_end,
             "reason": reason,
             "status": status,
-            "cost_eur": _finite(cost_eur),
-            "baseline_cost_eur": _finite(baseline_cost_eur),
-            "savings_eur": _finite(savings_eur),
+            "cost_eur": cost,
+            "baseline_cost_eur": baseline,
+            "savings_eur": savings,
             "prices_fingerprint": prices_fingerprint,
             "state_fingerprint": s_fp,
-            "prices": _prices_to_json(prices),
+            "prices": prices_text,
             "device_state": dumps(device_state),
-            "document": dumps(document),
+            "document": document_text,
         }
         created = True
         try:
             with self._tx("save_plan") as conn:
-                conn.execute(p.insert().values(**row))
+                inserted = conn.execute(p.insert().values(**row))
         except IntegrityError:
             created = False
             logger.info("plan for customer %s with these inputs exists already", customer_id)
+        else:
+            new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
+            if (
+                new_id is not None
+                and _is_utc(now)
+                and _is_utc(horizon_start)
+                and _is_utc(horizon_end)
+                and _json_native(document)
+                and _json_native(device_state)
+            ):
+                # the row just inserted, without reading it back: the same values the read
+                # would give (UTC times come back as they went in; a JSON-native document
+                # and state equal their JSON round trip)
+                return StoredPlan(
+                    id=int(new_id),
+                    customer_id=customer_id,
+                    created_at=now.astimezone(UTC),
+                    horizon_start=horizon_start.astimezone(UTC),
+                    horizon_end=horizon_end.astimezone(UTC),
+                    reason=reason,
+                    status=status,
+                    cost_eur=cost,
+                    baseline_cost_eur=baseline,
+                    savings_eur=savings,
+                    prices_fingerprint=prices_fingerprint,
+                    state_fingerprint=s_fp,
+                    document=dict(document),
+                    prices_json=prices_text,
+                    device_state={k: dict(v) for k, v in device_state.items()},
+                    document_json=document_text,
+                ), True
         with self._tx() as conn:
             found = (
                 conn.execute(
@@ -1068,6 +1129,7 @@ def _plan_from_row(row: Mapping[Any, Any]) -> StoredPlan:
         document=json.loads(row["document"]),
         prices_json=row["prices"],
         device_state=json.loads(row["device_state"]),
+        document_json=row["document"],
     )
 
 
