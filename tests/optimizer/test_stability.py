@@ -297,3 +297,31 @@ def test_a_freeze_that_the_model_cannot_keep_is_dropped_not_failed() -> None:
     check_plan(plan, sc)
     assert plan.ok
     assert "not frozen: car (infeasible with the other devices' state)" in plan.explanation
+
+
+def test_previous_powers_are_averaged_over_each_new_slot_where_fully_covered() -> None:
+    from wattplan.optimizer._stability import _aligned, previous_frame
+
+    hours = pd.date_range("2026-03-29 00:00", periods=3, freq="60min", tz="UTC")
+    hourly = pd.Series([1.0, 2.0, np.nan], index=hours)
+    quarters = pd.date_range("2026-03-29 00:30", periods=8, freq="15min", tz="UTC")
+    # 15-minute slots inside an hour take that hour's power; the NaN hour covers nothing
+    np.testing.assert_array_equal(
+        _aligned(hourly, quarters, 60, 15), [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, np.nan, np.nan]
+    )
+    fine = pd.Series(
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        index=pd.date_range("2026-03-29 00:00", periods=6, freq="15min", tz="UTC"),
+    ).drop(pd.Timestamp("2026-03-29 01:15", tz="UTC"))
+    grid = pd.date_range("2026-03-28 23:00", periods=3, freq="60min", tz="UTC")
+    # an hour is the mean of its four quarter-hours; a missing one leaves it uncovered
+    np.testing.assert_array_equal(_aligned(fine, grid, 15, 60), [np.nan, 2.5, np.nan])
+    # a plan's JSON form gives the frame of its schedule
+    plan = wattplan.optimize(household())
+    doc = plan.to_dict()
+    from_doc, minutes = previous_frame(doc)
+    from_plan, _ = previous_frame(plan)
+    assert minutes == 15
+    pd.testing.assert_frame_equal(
+        from_doc, from_plan[from_doc.columns], check_freq=False, check_names=False, atol=1e-3
+    )
