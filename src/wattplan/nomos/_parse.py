@@ -156,10 +156,10 @@ def expected_slots(start: date, end: date, *, step_min: int, tz: str) -> pd.Date
     return pd.DatetimeIndex(idx, name="start")
 
 
-def _checked_table(
-    prices: Prices, start: date, end: date, tz: str
-) -> tuple[pd.DatetimeIndex, dict[pd.Timestamp, int]]:
-    """The expected slots and which item fills each (item by item, for the exact error)."""
+def _slot_rows(prices: Prices, start: date, end: date, tz: str) -> tuple[pd.DatetimeIndex, Any]:
+    """The expected slots and, per slot, the position of its item in ``prices.items`` (-1
+    where none). Items outside the requested days are ignored; the first item (in the
+    payload's order) off the grid or on a slot taken already is an error naming it."""
     if prices.items is None:
         raise NomosError(
             f"subscription {prices.subscription} is not active: Nomos sends no prices for it"
@@ -167,65 +167,47 @@ def _checked_table(
     unit = prices.unit.replace(" ", "").lower()
     if unit not in ("ct/kwh", "ct/kwh."):
         raise MalformedResponseError(f"unexpected price unit {prices.unit!r} (want ct/kWh)")
-    expected = expected_slots(start, end, step_min=prices.resolution_minutes, tz=tz)
-    position = {ts: i for i, ts in enumerate(expected)}
-    table: dict[pd.Timestamp, int] = {}
-    lo, hi = expected[0], expected[-1] + pd.Timedelta(minutes=prices.resolution_minutes)
-    for k, item in enumerate(prices.items):
-        ts = pd.Timestamp(item.timestamp).tz_convert("UTC")
-        if ts < lo or ts >= hi:
-            logger.debug("ignoring a price item outside the requested days: %s", ts)
-            continue
-        if ts not in position:
-            raise MalformedResponseError(
-                f"price item at {ts.isoformat()} is off the {prices.resolution_minutes}-minute grid"
-            )
-        if ts in table:
-            raise MalformedResponseError(f"price item at {ts.isoformat()} appears twice")
-        table[ts] = k
-    return expected, table
-
-
-def _slot_rows(prices: Prices, start: date, end: date, tz: str) -> tuple[pd.DatetimeIndex, Any]:
-    """The expected slots and, per slot, the position of its item in ``prices.items`` (-1
-    where none), checked as :func:`_checked_table` does, in vectorised steps.
-
-    A payload with an item off the grid or twice goes through :func:`_checked_table`, which
-    raises the error naming the first such item.
-    """
-    items = prices.items
-    if items is None or not items:
-        expected, table = _checked_table(prices, start, end, tz)
-        rows = np.full(len(expected), -1, dtype=np.int64)
-        for ts, k in table.items():
-            rows[expected.get_loc(ts)] = k
-        return expected, rows
-    unit = prices.unit.replace(" ", "").lower()
-    if unit not in ("ct/kwh", "ct/kwh."):
-        raise MalformedResponseError(f"unexpected price unit {prices.unit!r} (want ct/kWh)")
     step = prices.resolution_minutes
     expected = expected_slots(start, end, step_min=step, tz=tz)
+    rows = np.full(len(expected), -1, dtype=np.int64)
+    items = prices.items
+    if not items:
+        return expected, rows
     lo, hi = expected[0], expected[-1] + pd.Timedelta(minutes=step)
     stamps = pd.DatetimeIndex(pd.to_datetime([item.timestamp for item in items], utc=True))
     inside = np.asarray((stamps >= lo) & (stamps < hi))
     if not inside.all() and logger.isEnabledFor(logging.DEBUG):
         for ts in stamps[~inside]:
             logger.debug("ignoring a price item outside the requested days: %s", ts)
-    slots = np.asarray(expected.get_indexer(stamps[inside]))
-    if (slots < 0).any() or len(np.unique(slots)) != len(slots):
-        _checked_table(prices, start, end, tz)  # raises for the first item off the grid or twice
-    rows = np.full(len(expected), -1, dtype=np.int64)
+    kept = stamps[inside]
+    slots = np.asarray(expected.get_indexer(kept))
+    off = slots < 0
+    twice = pd.Series(slots).duplicated().to_numpy() & ~off
+    if off.any() or twice.any():
+        first = int(np.argmax(off | twice))
+        ts = kept[first]
+        if off[first]:
+            raise MalformedResponseError(
+                f"price item at {ts.isoformat()} is off the {step}-minute grid"
+            )
+        raise MalformedResponseError(f"price item at {ts.isoformat()} appears twice")
     rows[slots] = np.flatnonzero(inside)
     return expected, rows
 
 
-def _complete(expected: pd.DatetimeIndex, rows: Any, amounts: list[float | None], tz: str) -> None:
-    """Raise unless every expected slot has an item with an amount (see prices_to_frame)."""
+def _filled_rows(
+    prices: Prices, start: date, end: date, tz: str
+) -> tuple[pd.DatetimeIndex, list[int], list[float]]:
+    """The expected slots, the position of each one's item and its amount; an error unless
+    every expected slot has an item with an amount (see :func:`prices_to_frame`)."""
+    expected, rows = _slot_rows(prices, start, end, tz)
+    amounts = [item.amount_ct_per_kwh for item in prices.items or ()]
     have = rows >= 0
     nulls_at = np.zeros(len(expected), dtype=bool)
     nulls_at[have] = [amounts[k] is None for k in rows[have].tolist()]
     if have.all() and not nulls_at.any():
-        return
+        positions = rows.tolist()
+        return expected, positions, [float(amounts[k]) for k in positions]
     missing = list(expected[~have])
     nulls = list(expected[nulls_at])
     absent = sorted(set(missing) | set(nulls))
@@ -266,14 +248,10 @@ def prices_to_frame(
     NomosError
         The subscription is not active (``items: null``).
     """
-    expected, rows = _slot_rows(prices, start, end, tz)
+    expected, rows, amounts = _filled_rows(prices, start, end, tz)
     items = prices.items or ()
-    amounts = [item.amount_ct_per_kwh for item in items]
-    _complete(expected, rows, amounts, tz)
-    chosen = [items[k] for k in rows.tolist()]
-    data: dict[str, list[float]] = {
-        "price_ct_per_kwh": [float(r.amount_ct_per_kwh) for r in chosen]
-    }
+    chosen = [items[k] for k in rows]
+    data: dict[str, list[float]] = {"price_ct_per_kwh": amounts}
     for kind in _COMPONENTS:
         values = [r.component(kind) for r in chosen]
         data[f"{kind}_ct_per_kwh"] = [float("nan") if v is None else float(v) for v in values]
@@ -286,12 +264,8 @@ def prices_to_series(
 ) -> pd.Series:
     """The all-in price per slot as ``price_ct_per_kwh`` (see :func:`prices_to_frame`)."""
     # the frame's column without the components, which nobody reads here
-    expected, rows = _slot_rows(prices, start, end, tz)
-    items = prices.items or ()
-    amounts = [item.amount_ct_per_kwh for item in items]
-    _complete(expected, rows, amounts, tz)
-    values = [float(amounts[k]) for k in rows.tolist()]
-    return pd.Series(values, index=expected, name="price_ct_per_kwh", dtype=float)
+    expected, _, amounts = _filled_rows(prices, start, end, tz)
+    return pd.Series(amounts, index=expected, name="price_ct_per_kwh", dtype=float)
 
 
 def parse_usage(payload: Any) -> Usage:
