@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from wattplan._extras import requires
+from wattplan.optimizer._timeseries import isoformats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,29 +87,6 @@ def _num(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
-
-
-def _isoformats(index: pd.DatetimeIndex) -> list[str]:
-    """``Timestamp.isoformat()`` of each moment of a tz-aware index (in its own zone).
-
-    Moments on whole seconds with offsets of whole minutes (every schedule) are formatted
-    in vectorised steps; anything else one by one, with the same result.
-    """
-    wall = index.tz_localize(None).to_numpy()
-    utc = index.tz_convert(None).to_numpy()
-    minutes = (wall - utc) / np.timedelta64(1, "m")
-    if (
-        index.hasnans
-        or not bool((wall.astype("datetime64[s]") == wall).all())
-        or not bool((minutes == np.round(minutes)).all())
-    ):
-        return [ts.isoformat() for ts in index]
-    texts = np.datetime_as_string(wall, unit="s").tolist()
-    offsets = {
-        m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
-        for m in set(minutes.astype(int).tolist())
-    }
-    return [t + offsets[m] for t, m in zip(texts, minutes.astype(int).tolist(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -193,7 +171,7 @@ class Plan:
             cols = list(self.schedule.columns)
             # Python floats (tolist), rounded as _num rounds them, without its type checks
             data: list[list[float]] = self.schedule.to_numpy(dtype=float).tolist()
-            for start, vals in zip(_isoformats(local), data, strict=True):
+            for start, vals in zip(isoformats(local), data, strict=True):
                 row: dict[str, Any] = {"start": start}
                 row.update(
                     {

@@ -21,7 +21,7 @@ import pandas as pd
 
 from wattplan.exceptions import PriceDataError, ScenarioError
 
-__all__ = ["FloatArray", "SlotGrid", "align_series"]
+__all__ = ["FloatArray", "SlotGrid", "align_series", "isoformats"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -206,3 +206,26 @@ def check_price_series(value: pd.Series, key: str) -> pd.Series:
     if not isinstance(value, pd.Series):
         raise PriceDataError(key=key, reason="must be a pandas Series (tz-aware index, ct/kWh)")
     return _as_series(value, key)
+
+
+def isoformats(index: pd.DatetimeIndex) -> list[str]:
+    """``Timestamp.isoformat()`` of each moment of a tz-aware index (in its own zone).
+
+    Moments on whole seconds with offsets of whole minutes (every schedule) are formatted
+    in vectorised steps; anything else one by one, with the same result.
+    """
+    wall = index.tz_localize(None).to_numpy()
+    utc = index.tz_convert(None).to_numpy()
+    minutes = (wall - utc) / np.timedelta64(1, "m")
+    if (
+        index.hasnans
+        or not bool((wall.astype("datetime64[s]") == wall).all())
+        or not bool((minutes == np.round(minutes)).all())
+    ):
+        return [ts.isoformat() for ts in index]
+    texts = np.datetime_as_string(wall, unit="s").tolist()
+    offsets = {
+        m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+        for m in set(minutes.astype(int).tolist())
+    }
+    return [t + offsets[m] for t, m in zip(texts, minutes.astype(int).tolist(), strict=True)]

@@ -16,6 +16,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from wattplan.optimizer._timeseries import isoformats
+
 __all__ = ["PriceChange", "PriceDecision", "decide_prices", "price_fingerprint", "utc_isoformats"]
 
 # Amounts are ct/kWh with a few decimals; a difference below this is rounding noise.
@@ -51,16 +53,8 @@ def _validate(prices: pd.Series, name: str) -> pd.Series:
 
 
 def utc_isoformats(index: pd.DatetimeIndex) -> list[str]:
-    """``Timestamp.isoformat()`` of each moment of a tz-aware index, in UTC.
-
-    Slot starts on whole seconds (every price curve) are formatted in one vectorised step;
-    anything else (fractions of a second, ``NaT``) one by one, with the same result.
-    """
-    utc = index.tz_convert("UTC")
-    naive = utc.tz_convert(None).to_numpy()
-    if not utc.hasnans and bool((naive.astype("datetime64[s]") == naive).all()):
-        return [f"{text}+00:00" for text in np.datetime_as_string(naive, unit="s").tolist()]
-    return [ts.isoformat() for ts in utc]
+    """``Timestamp.isoformat()`` of each moment of a tz-aware index, in UTC."""
+    return isoformats(index.tz_convert("UTC"))
 
 
 def price_fingerprint(prices: pd.Series) -> str:
