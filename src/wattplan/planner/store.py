@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -416,6 +416,12 @@ class PlanStore:
         # compare-and-swap; SQLite takes one writer at a time anyway, so one lock for all.
         self._sqlite = engine.url.get_backend_name() == "sqlite"
         self._state_locks: dict[str, threading.Lock] = {}
+        # SQLite takes one writer at a time, and its busy handler makes the others sleep
+        # 1, 2, 5, 10... ms between tries: with several planning threads writing, those
+        # sleeps, not the writes, set the pace. This process's writers queue here instead
+        # and each starts the moment the one before commits (other processes still meet
+        # the busy timeout).
+        self._write_lock: threading.RLock | None = threading.RLock() if self._sqlite else None
         self._state_locks_guard = threading.Lock()
         if create:
             self.create_all()
@@ -491,15 +497,17 @@ class PlanStore:
 
     @contextmanager
     def _tx(self, op: str = "read") -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except IntegrityError:
-            self._note(op, None)  # the database answered: a constraint, not an outage
-            raise
-        except SQLAlchemyError as exc:
-            self._note(op, exc)
-            raise StoreError(f"plan store failed: {_describe(exc)}") from exc
+        writing = self._write_lock if op != "read" else None
+        with writing if writing is not None else nullcontext():
+            try:
+                with self._engine.begin() as conn:
+                    yield conn
+            except IntegrityError:
+                self._note(op, None)  # the database answered: a constraint, not an outage
+                raise
+            except SQLAlchemyError as exc:
+                self._note(op, exc)
+                raise StoreError(f"plan store failed: {_describe(exc)}") from exc
         self._note(op, None)
 
     # customers ---------------------------------------------------------------------------
@@ -1145,10 +1153,12 @@ def _make_engine(url: str) -> Engine:
             _db.ensure_sqlite_folder(parsed)
         except OSError as exc:
             raise PlannerError(f"{where}: cannot create its folder ({_db.problem(exc)})") from exc
+        # No pre-ping: a SQLite connection is a file handle that no server can drop, and
+        # the ping was one extra statement on every transaction of a planning pass.
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},
-            **({"poolclass": sa.pool.StaticPool} if memory else {"pool_pre_ping": True}),
+            **({"poolclass": sa.pool.StaticPool} if memory else {}),
         )
 
         @sa.event.listens_for(engine, "connect")
