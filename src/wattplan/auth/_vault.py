@@ -32,7 +32,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,6 +254,10 @@ class TokenVault:
         self._fingerprint: str | None = None
         self._copy_of: str | None = None
         self._schema_lock = threading.Lock()
+        # SQLite's busy handler makes a waiting writer sleep 1, 2, 5, 10... ms between tries,
+        # so refreshes of many customers on several threads spend more time asleep than
+        # writing; this process's writers queue here and start as soon as the last commits.
+        self._write_lock: threading.RLock | None = threading.RLock() if self._is_sqlite else None
 
     @classmethod
     def from_settings(
@@ -447,7 +451,7 @@ class TokenVault:
         """A transaction that holds the write lock (SQLite) or may take row locks (PostgreSQL)."""
         self.create_tables()
         try:
-            with self._engine.connect() as conn:
+            with self._write_lock or nullcontext(), self._engine.connect() as conn:
                 if self._is_sqlite:
                     conn = conn.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
                 with conn.begin():
