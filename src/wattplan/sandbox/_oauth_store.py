@@ -596,7 +596,15 @@ class OAuthStore:
 
     def _purge(self) -> None:
         now = self.clock.now()
-        for key in [k for k, r in self._requests.items() if now - r.created_at > REQUEST_LIFETIME]:
+        # requests are kept in the order they were made: the expired ones lead, and the scan
+        # stops at the first live one instead of reading every request on each new one (a
+        # clock set back only delays a purge; request() checks the lifetime itself)
+        expired = []
+        for key, r in self._requests.items():
+            if now - r.created_at <= REQUEST_LIFETIME:
+                break
+            expired.append(key)
+        for key in expired:
             del self._requests[key]
         stale = now - timedelta(hours=1)
         for key in [
