@@ -96,23 +96,27 @@ class MemorySampler:
         while not self._stop.wait(0.1):
             self.sample()
 
-    def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds (user + system) so far: this process and its descendants, the sandbox.
+    def cpu_seconds(self) -> tuple[float, float, float]:
+        """CPU seconds (user + system) so far: this process, its other descendants (pool or
+        Dask workers), the sandbox.
 
         Children that ended are not counted; the pool and Dask workers live to the end.
         """
         me = self._psutil.Process(os.getpid())
-        ours, sandbox = 0.0, 0.0
+        planner, workers, sandbox = 0.0, 0.0, 0.0
         for proc in [me, *me.children(recursive=True)]:
             try:
                 times = proc.cpu_times()
             except self._psutil.Error:
                 continue
+            used = times.user + times.system
             if proc.pid == self.exclude:
-                sandbox += times.user + times.system
+                sandbox += used
+            elif proc.pid == me.pid:
+                planner += used
             else:
-                ours += times.user + times.system
-        return ours, sandbox
+                workers += used
+        return planner, workers, sandbox
 
     def reset(self) -> None:
         """Start a new peak (one executor's round), from what is resident now."""
@@ -323,10 +327,12 @@ def one_round(
         f"({opt / n * 1000:.0f} ms a customer); "
         f"pass / sum = {t_publication / max(opt, 1e-9):.2f}"
     )
-    ours_cpu, sandbox_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    planner_cpu, workers_cpu, sandbox_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
     print(
-        f"  CPU during that pass                 {ours_cpu + sandbox_cpu:7.1f} s   "
-        f"(planner and its workers {ours_cpu:.1f} s, the sandbox answering the price "
+        f"  CPU during that pass                 "
+        f"{planner_cpu + workers_cpu + sandbox_cpu:7.1f} s   "
+        f"(the planner process {planner_cpu:.1f} s = {planner_cpu / n * 1000:.0f} ms a "
+        f"customer, its workers {workers_cpu:.1f} s, the sandbox answering the price "
         f"requests {sandbox_cpu:.1f} s; {os.cpu_count()} cores x {t_publication:.1f} s = "
         f"{(os.cpu_count() or 1) * t_publication:.1f} s)"
     )
