@@ -416,13 +416,13 @@ class PlanStore:
         # compare-and-swap; SQLite takes one writer at a time anyway, so one lock for all.
         self._sqlite = engine.url.get_backend_name() == "sqlite"
         self._state_locks: dict[str, threading.Lock] = {}
+        self._state_locks_guard = threading.Lock()
         # SQLite takes one writer at a time, and its busy handler makes the others sleep
         # 1, 2, 5, 10... ms between tries: with several planning threads writing, those
         # sleeps, not the writes, set the pace. This process's writers queue here instead
         # and each starts the moment the one before commits (other processes still meet
         # the busy timeout).
         self._write_lock: threading.RLock | None = threading.RLock() if self._sqlite else None
-        self._state_locks_guard = threading.Lock()
         if create:
             self.create_all()
 
@@ -497,8 +497,8 @@ class PlanStore:
 
     @contextmanager
     def _tx(self, op: str = "read") -> Iterator[Connection]:
-        writing = self._write_lock if op != "read" else None
-        with writing if writing is not None else nullcontext():
+        writer = self._write_lock if op != "read" else None
+        with writer or nullcontext():
             try:
                 with self._engine.begin() as conn:
                     yield conn
